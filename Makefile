@@ -1,0 +1,39 @@
+# Everything the project needs is installed from here: `make demo` and `make test` work on a
+# fresh machine with Python 3.10+ and Java 17 (see .ci/run for the system packages).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+
+.PHONY: install demo test ui live lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME):
+	mkdir -p $(DAGSTER_HOME)
+
+## Simulate a trading day into ./data/lake, materialize all partitions, print planted vs computed beta.
+demo: $(STAMP) $(DAGSTER_HOME)
+	$(BIN)/tickbeta demo
+
+## The test suite (one local Spark session, small generated data).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## The Dagster UI on http://localhost:3000 over ./data/lake.
+ui: $(STAMP) $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,65 @@
+"""gold_beta_metrics: the notebook's output, one row per (symbol, 2-hour window)."""
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    asset,
+)
+
+from beta_assets.assets.reporting import Stopwatch, commit_metadata, preview, written_metadata
+from beta_assets.assets.silver import GROUP, silver_final_before, silver_snapshot
+from beta_assets.band import BUCKET_SCHEMA
+from beta_assets.config import BetaMetricsConfig
+from beta_assets.metrics import window_metrics
+from beta_assets.partitions import WINDOW_REACH, hourly_partitions, window_span_mapping
+from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SYMBOL
+from beta_assets.storage import read_hours, write_hours
+from resources.lake import DeltaLake
+from resources.spark import SparkSessionResource
+
+WINDOW_START = "window_start"
+
+
+@asset(
+    name=GOLD_TABLE,
+    partitions_def=hourly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(JOINED_RETURNS_TABLE, partition_mapping=window_span_mapping)],
+    group_name=GROUP,
+    kinds={"spark", "delta"},
+    description=(
+        "Per (symbol, 2-hour window sliding every 5 minutes, starting in the hour): CAPM beta "
+        "against the market, volatility, momentum, close price, sample size, cost of equity, "
+        "is_final (the streaming query would have emitted it) and the silver version read."
+    ),
+)
+def gold_beta_metrics(
+    context: AssetExecutionContext,
+    spark: SparkSessionResource,
+    lake: DeltaLake,
+    metrics: BetaMetricsConfig,
+) -> MaterializeResult:
+    watch = Stopwatch()
+    start, end = context.partition_time_window
+    settings = metrics.settings()
+    session = spark.spark_session
+    snapshot = silver_snapshot(context, lake)
+    buckets = read_hours(
+        session, lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, start, end + WINDOW_REACH
+    )
+    cutoff = silver_final_before(session, lake, snapshot, settings.market_symbol)
+    rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()
+    version = snapshot.version()
+    written = write_hours(
+        lake, GOLD_TABLE, rows, WINDOW_START, start, end, version, commit_metadata(context, version)
+    )
+    context.log.info(f"{written.rows} windows in {written.hours} hours; final before {cutoff}")
+    return MaterializeResult(
+        metadata={
+            **written_metadata(rows, WINDOW_START, written, version, watch),
+            "final_before": str(cutoff or ""),
+            "preview": preview(rows, [(WINDOW_START, "descending"), (SYMBOL, "ascending")]),
+        }
+    )

@@ -1,0 +1,131 @@
+"""spy_returns (the market series) and joined_returns (pair sums per symbol and 5-min bucket)."""
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    asset,
+)
+
+from beta_assets.assets.reporting import (
+    Stopwatch,
+    commit_metadata,
+    read_metadata,
+    written_metadata,
+)
+from beta_assets.assets.silver import GROUP, silver_snapshot, silver_ticks
+from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
+from beta_assets.config import BetaMetricsConfig
+from beta_assets.metrics import (
+    MARKET_SCHEMA,
+    bucket_sums,
+    in_time_range,
+    market_returns,
+    market_series,
+    prepared_ticks,
+    ticker_ticks,
+    typed_ticks,
+)
+from beta_assets.partitions import BAND_REACH, hourly_partitions, market_band_mapping
+from beta_assets.settings import JOINED_RETURNS_TABLE, MARKET_EVENT_TIME, SPY_RETURNS_TABLE
+from beta_assets.storage import read_hours_arrow, read_silver, write_hours
+from resources.lake import DeltaLake
+from resources.spark import SparkSessionResource
+
+
+@asset(
+    name=SPY_RETURNS_TABLE,
+    partitions_def=hourly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[silver_ticks],
+    group_name=GROUP,
+    kinds={"spark", "delta"},
+    description=(
+        "The market's ticks (symbol = market_symbol, default SPY) as m_event_time, m_return "
+        "(= its changePercent), for the hour they happened in."
+    ),
+)
+def spy_returns(
+    context: AssetExecutionContext,
+    spark: SparkSessionResource,
+    lake: DeltaLake,
+    metrics: BetaMetricsConfig,
+) -> MaterializeResult:
+    watch = Stopwatch()
+    start, end = context.partition_time_window
+    settings = metrics.settings()
+    silver = read_silver(spark.spark_session, lake, silver_snapshot(context, lake), start, end)
+    ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
+    market = market_returns(ticks, settings.market_symbol).toArrow()
+    written = write_hours(
+        lake,
+        SPY_RETURNS_TABLE,
+        market,
+        MARKET_EVENT_TIME,
+        start,
+        end,
+        silver.version,
+        commit_metadata(context, silver.version),
+    )
+    context.log.info(
+        f"{written.rows} market ticks in {written.hours} hours from silver v{silver.version}"
+    )
+    return MaterializeResult(
+        metadata={
+            **written_metadata(market, MARKET_EVENT_TIME, written, silver.version, watch),
+            **read_metadata(silver),
+        }
+    )
+
+
+@asset(
+    name=JOINED_RETURNS_TABLE,
+    partitions_def=hourly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=market_band_mapping)],
+    group_name=GROUP,
+    kinds={"spark", "delta"},
+    description=(
+        "Per (symbol, 5-minute bucket of its ticks): the sums over every (ticker tick, market "
+        "tick within +-1h) pair, shifted by the row's x_ref / y_ref, with the pair count, "
+        "min/max of both sides and the latest paired tick. Gold rolls 24 buckets into a window."
+    ),
+)
+def joined_returns(
+    context: AssetExecutionContext,
+    spark: SparkSessionResource,
+    lake: DeltaLake,
+    metrics: BetaMetricsConfig,
+) -> MaterializeResult:
+    watch = Stopwatch()
+    start, end = context.partition_time_window
+    settings = metrics.settings()
+    session = spark.spark_session
+    market_rows = read_hours_arrow(
+        lake, SPY_RETURNS_TABLE, MARKET_SCHEMA, start - BAND_REACH, end + BAND_REACH
+    )
+    silver = read_silver(session, lake, silver_snapshot(context, lake), start, end)
+    ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
+    buckets = bucket_sums(ticker_ticks(ticks, settings.market_symbol), market_series(market_rows))
+    rows = buckets.toArrow().cast(BUCKET_SCHEMA)
+    written = write_hours(
+        lake,
+        JOINED_RETURNS_TABLE,
+        rows,
+        BUCKET_START,
+        start,
+        end,
+        silver.version,
+        commit_metadata(context, silver.version),
+    )
+    context.log.info(
+        f"{written.rows} buckets from {len(market_rows)} market ticks, silver v{silver.version}"
+    )
+    return MaterializeResult(
+        metadata={
+            **written_metadata(rows, BUCKET_START, written, silver.version, watch),
+            **read_metadata(silver),
+            "market_ticks": len(market_rows),
+        }
+    )

@@ -1,0 +1,45 @@
+"""What users set in the Dagster launchpad about the metrics (defaults are the notebook's)."""
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from beta_assets.metrics import MetricSettings
+from beta_assets.settings import (
+    MARKET_PREMIUM,
+    MARKET_SYMBOL,
+    MIN_SAMPLE_SIZE,
+    NOISE_AMPLITUDE,
+    RISK_FREE_RATE,
+)
+
+
+class BetaMetricsConfig(ConfigurableResource):
+    """One place for the metric settings, shared by every asset of a run."""
+
+    market_symbol: str = Field(
+        default=MARKET_SYMBOL, description="The market the betas are against."
+    )
+    risk_free_rate: float = Field(default=RISK_FREE_RATE, description="CAPM risk-free rate.")
+    market_premium: float = Field(default=MARKET_PREMIUM, description="CAPM market risk premium.")
+    min_sample_size: int = Field(
+        default=MIN_SAMPLE_SIZE,
+        ge=1,
+        description="Windows with fewer (ticker, market) pairs are dropped.",
+    )
+    noise: bool = Field(
+        default=False,
+        description="Add the notebook's uniform noise to changePercent (deterministic per tick).",
+    )
+    noise_amplitude: float = Field(
+        default=NOISE_AMPLITUDE, ge=0, description="Width of the noise: (u - 0.5) * amplitude."
+    )
+
+    def settings(self) -> MetricSettings:
+        return MetricSettings(
+            market_symbol=self.market_symbol.strip().upper(),
+            risk_free_rate=self.risk_free_rate,
+            market_premium=self.market_premium,
+            min_sample_size=self.min_sample_size,
+            noise=self.noise,
+            noise_amplitude=self.noise_amplitude,
+        )

@@ -1,0 +1,33 @@
+"""The code location: assembles assets, jobs, resources and the executor; nothing else."""
+
+import os
+
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+
+from beta_assets.assets.gold import gold_beta_metrics
+from beta_assets.assets.returns import joined_returns, spy_returns
+from beta_assets.assets.silver import silver_ticks
+from beta_assets.config import BetaMetricsConfig
+from beta_assets.partitions import hourly_partitions
+from beta_assets.resources import lake_from_environment, spark_from_environment
+
+computed_assets = [spy_returns, joined_returns, gold_beta_metrics]
+
+beta_pipeline = define_asset_job(
+    "beta_pipeline",
+    selection=AssetSelection.assets(*computed_assets),
+    partitions_def=hourly_partitions,
+    description="silver ticks -> spy_returns -> joined_returns -> gold_beta_metrics",
+)
+
+defs = Definitions(
+    assets=[silver_ticks, *computed_assets],
+    jobs=[beta_pipeline],
+    resources={
+        "spark": spark_from_environment(os.environ),
+        "lake": lake_from_environment(os.environ),
+        "metrics": BetaMetricsConfig(),
+    },
+    # Every step of a run shares one process and so one Spark session (a JVM start is ~14 s).
+    executor=in_process_executor,
+)

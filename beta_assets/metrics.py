@@ -1,0 +1,351 @@
+"""The notebook's metrics as Spark DataFrame functions (DESIGN.md, "The algorithm").
+
+DataFrame in, DataFrame out; no Dagster here. The flow:
+
+    silver --typed_ticks--> valid ticks (+ quarantine) --with_noise-->
+        market_returns                      -> spy_returns
+        ticker_ticks + MarketSeries -> bucket_sums -> joined_returns (per symbol, 5-min bucket)
+        joined_returns -> window_metrics -> gold_beta_metrics (per symbol, 2-h window)
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from beta_assets.band import (
+    BUCKET_START,
+    FIRST_TICK_TIME,
+    PARTIAL_SCHEMA,
+    MarketSeries,
+    bucket_partials,
+)
+from beta_assets.settings import (
+    BAND,
+    BUCKETS_PER_WINDOW,
+    CHANGE,
+    EVENT_TIME,
+    FINALITY_LAG,
+    MARKET_EVENT_TIME,
+    MARKET_PREMIUM,
+    MARKET_RETURN,
+    MARKET_SYMBOL,
+    MIN_SAMPLE_SIZE,
+    NOISE_AMPLITUDE,
+    PRICE,
+    RISK_FREE_RATE,
+    SLIDE,
+    SYMBOL,
+    WINDOW,
+)
+
+QUARANTINE_REASON = "quarantine_reason"
+_MICROS_PER_SECOND = 1_000_000
+_UNIT_INTERVAL_BITS = 53  # a double holds 53 bits of a hash exactly
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """What a user may change about the metrics; defaults are the notebook's."""
+
+    market_symbol: str = MARKET_SYMBOL
+    risk_free_rate: float = RISK_FREE_RATE
+    market_premium: float = MARKET_PREMIUM
+    min_sample_size: int = MIN_SAMPLE_SIZE
+    noise: bool = False
+    noise_amplitude: float = NOISE_AMPLITUDE
+
+
+def _micros(delta: timedelta) -> int:
+    return int(delta.total_seconds() * _MICROS_PER_SECOND)
+
+
+# --- ticks
+
+
+def typed_ticks(silver: DataFrame) -> DataFrame:
+    """Silver's columns in the contract's types, plus the reason a row cannot be used.
+
+    Spark runs with ANSI SQL on, so a plain CAST of a bad string raises: try_cast turns it into
+    a null that the reason column then names. Symbols are trimmed and upper-cased, so 'spy '
+    and 'Spy' are the market. Time-zone-naive times are read as UTC (the session time zone).
+    """
+    symbol = F.upper(F.trim(F.col(SYMBOL).cast("string")))
+    price = F.col(PRICE).try_cast("double")
+    change = F.col(CHANGE).try_cast("double")
+    event_time = F.col(EVENT_TIME).try_cast("timestamp")
+    typed = silver.select(
+        symbol.alias(SYMBOL), price.alias(PRICE), change.alias(CHANGE), event_time.alias(EVENT_TIME)
+    )
+    return typed.withColumn(QUARANTINE_REASON, _quarantine_reason())
+
+
+def _not_finite(column: Column) -> Column:
+    return column.isNull() | F.isnan(column) | (F.abs(column) == F.lit(float("inf")))
+
+
+def _quarantine_reason() -> Column:
+    symbol, price, change = F.col(SYMBOL), F.col(PRICE), F.col(CHANGE)
+    return (
+        F.when(symbol.isNull() | (symbol == ""), F.lit("empty_symbol"))
+        .when(F.col(EVENT_TIME).isNull(), F.lit("bad_event_time"))
+        .when(_not_finite(price), F.lit("bad_price"))
+        .when(price <= 0, F.lit("non_positive_price"))
+        .when(_not_finite(change), F.lit("bad_change_percent"))
+    )
+
+
+def valid_ticks(typed: DataFrame) -> DataFrame:
+    return typed.filter(F.col(QUARANTINE_REASON).isNull()).drop(QUARANTINE_REASON)
+
+
+def quarantined_ticks(typed: DataFrame) -> DataFrame:
+    return typed.filter(F.col(QUARANTINE_REASON).isNotNull())
+
+
+def in_time_range(ticks: DataFrame, start: datetime, end: datetime) -> DataFrame:
+    event_time = F.col(EVENT_TIME)
+    return ticks.filter((event_time >= F.lit(start)) & (event_time < F.lit(end)))
+
+
+def with_noise(ticks: DataFrame, amplitude: float) -> DataFrame:
+    """The notebook's (rand() - 0.5) * amplitude, drawn from a hash of the tick itself.
+
+    The same tick gets the same noise on every run, so reruns reproduce the table.
+    """
+    tick_hash = F.xxhash64(F.col(SYMBOL), F.col(EVENT_TIME), F.col(PRICE), F.col(CHANGE))
+    mantissa = tick_hash.bitwiseAND(F.lit((1 << _UNIT_INTERVAL_BITS) - 1))
+    uniform = mantissa.cast("double") / F.lit(float(1 << _UNIT_INTERVAL_BITS))
+    return ticks.withColumn(CHANGE, F.col(CHANGE) + (uniform - F.lit(0.5)) * F.lit(amplitude))
+
+
+def prepared_ticks(typed: DataFrame, settings: MetricSettings) -> DataFrame:
+    """Valid ticks as the metrics see them: noise added when asked for."""
+    ticks = valid_ticks(typed)
+    return with_noise(ticks, settings.noise_amplitude) if settings.noise else ticks
+
+
+MARKET_SCHEMA = pa.schema(
+    [(MARKET_EVENT_TIME, pa.timestamp("us", tz="UTC")), (MARKET_RETURN, pa.float64())]
+)
+
+
+def market_returns(ticks: DataFrame, market_symbol: str) -> DataFrame:
+    return ticks.filter(F.col(SYMBOL) == market_symbol).select(
+        F.col(EVENT_TIME).alias(MARKET_EVENT_TIME), F.col(CHANGE).alias(MARKET_RETURN)
+    )
+
+
+def ticker_ticks(ticks: DataFrame, market_symbol: str) -> DataFrame:
+    return ticks.filter(F.col(SYMBOL) != market_symbol)
+
+
+def market_series(market: pa.Table) -> MarketSeries:
+    """The market returns (a few ten thousand rows a day) as arrays to broadcast to tasks."""
+    times = market.column(MARKET_EVENT_TIME).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    returns = market.column(MARKET_RETURN).cast(pa.float64())
+    return MarketSeries.from_arrays(
+        np.asarray(times.to_numpy(), dtype=np.int64),
+        np.asarray(returns.to_numpy(), dtype=np.float64),
+    )
+
+
+# --- joined_returns: pair sums per (symbol, bucket)
+
+
+def bucket_sums(tickers: DataFrame, market: MarketSeries) -> DataFrame:
+    """One row per (symbol, 5-minute bucket) with the sums over the pairs of its ticks.
+
+    The pairing runs in a single mapInArrow pass over the ticker ticks with the market
+    series shipped to every task; batches pre-sum per bucket, then partial rows of the same
+    bucket (split across batches) are merged exactly.
+    """
+    band_us, bucket_us = _micros(BAND), _micros(SLIDE)
+
+    def partials(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                yield bucket_partials(batch, market, band_us, bucket_us)
+
+    partial_rows = tickers.select(SYMBOL, PRICE, CHANGE, EVENT_TIME).mapInArrow(
+        partials, from_arrow_schema(PARTIAL_SCHEMA)
+    )
+    fields = [name for name in PARTIAL_SCHEMA.names if name not in (SYMBOL, BUCKET_START)]
+    merged = _fold_rows(
+        partial_rows, [SYMBOL, BUCKET_START], order_field=FIRST_TICK_TIME, fields=fields
+    )
+    return merged.drop(FIRST_TICK_TIME)
+
+
+def _fold_rows(rows: DataFrame, keys: list[str], order_field: str, fields: list[str]) -> DataFrame:
+    """Merge all rows of each key with `merge_sums`, in `order_field` order (deterministic)."""
+    ordered = [order_field] + [f for f in fields if f != order_field]
+    parts = F.array_sort(F.collect_list(F.struct(*ordered)))
+    grouped = rows.groupBy(*keys).agg(parts.alias("parts"))
+    rest = F.slice(F.col("parts"), 2, F.size("parts") - 1)
+    folded = F.aggregate(rest, F.col("parts")[0], lambda acc, item: merge_sums(acc, item, ordered))
+    return grouped.select(*keys, folded.alias("merged")).select(*keys, "merged.*")
+
+
+def merge_sums(acc: Column, item: Column, field_order: list[str]) -> Column:
+    """The sums of two row sets, in the reference frame of `acc` (exact shift identities).
+
+    Returns a struct with `acc`'s fields in `field_order`; fields it does not merge (the
+    order key, the references) keep `acc`'s value.
+    """
+    n = item["pair_count"]
+    dx = item["x_ref"] - acc["x_ref"]
+    dy = item["y_ref"] - acc["y_ref"]
+    merged = {
+        "pair_count": acc["pair_count"] + n,
+        "sum_x": acc["sum_x"] + item["sum_x"] + n * dx,
+        "sum_y": acc["sum_y"] + item["sum_y"] + n * dy,
+        "sum_xx": acc["sum_xx"] + item["sum_xx"] + 2 * dx * item["sum_x"] + n * dx * dx,
+        "sum_yy": acc["sum_yy"] + item["sum_yy"] + 2 * dy * item["sum_y"] + n * dy * dy,
+        "sum_xy": acc["sum_xy"]
+        + item["sum_xy"]
+        + dx * item["sum_y"]
+        + dy * item["sum_x"]
+        + n * dx * dy,
+        "x_min": F.least(acc["x_min"], item["x_min"]),
+        "x_max": F.greatest(acc["x_max"], item["x_max"]),
+        "y_min": F.least(acc["y_min"], item["y_min"]),
+        "y_max": F.greatest(acc["y_max"], item["y_max"]),
+        "paired_ticks": acc["paired_ticks"] + item["paired_ticks"],
+        "unpaired_ticks": acc["unpaired_ticks"] + item["unpaired_ticks"],
+    }
+    item_is_later = _is_later_tick(item, acc)
+    for field in ("last_paired_time", "last_paired_price"):
+        merged[field] = F.when(item_is_later, item[field]).otherwise(acc[field])
+    return F.struct(*[merged.get(name, acc[name]).alias(name) for name in field_order])
+
+
+def _is_later_tick(item: Column, acc: Column) -> Column:
+    """close_price's order: the latest paired tick; at equal times the higher price."""
+    item_time, acc_time = item["last_paired_time"], acc["last_paired_time"]
+    same_time_higher_price = (item_time == acc_time) & (
+        item["last_paired_price"] > acc["last_paired_price"]
+    )
+    return item_time.isNotNull() & (
+        acc_time.isNull() | (item_time > acc_time) | same_time_higher_price
+    )
+
+
+# --- gold: metrics per (symbol, 2-hour window)
+
+
+def window_metrics(
+    buckets: DataFrame,
+    settings: MetricSettings,
+    start: datetime,
+    end: datetime,
+    final_before: datetime | None,
+) -> DataFrame:
+    """The notebook's gold rows for the windows starting in [start, end).
+
+    A window [w, w + 2h) is exactly the 24 buckets w, w + 5m, ..., so each bucket with pairs
+    contributes to the 24 windows that start at it or up to 23 slides before it.
+    `final_before`: windows ending before it are the ones the streaming query has emitted.
+    """
+    slide_us = _micros(SLIDE)
+    offset = F.explode(F.sequence(F.lit(0), F.lit(BUCKETS_PER_WINDOW - 1)))
+    with_pairs = buckets.filter(F.col("pair_count") > 0)
+    exploded = with_pairs.select("*", offset.alias("slides_back")).withColumn(
+        "window_start",
+        F.timestamp_micros(
+            F.unix_micros(BUCKET_START) - F.col("slides_back").cast("long") * slide_us
+        ),
+    )
+    in_range = exploded.filter(
+        (F.col("window_start") >= F.lit(start)) & (F.col("window_start") < F.lit(end))
+    )
+    fields = [name for name in PARTIAL_SCHEMA.names if name not in (SYMBOL, FIRST_TICK_TIME)]
+    windows = _fold_rows(
+        in_range, [SYMBOL, "window_start"], order_field=BUCKET_START, fields=fields
+    )
+    return _finish_metrics(windows, settings, final_before)
+
+
+def _finish_metrics(
+    windows: DataFrame, settings: MetricSettings, final_before: datetime | None
+) -> DataFrame:
+    n = F.col("pair_count").cast("double")
+    sum_x, sum_y = F.col("sum_x"), F.col("sum_y")
+    degrees = n - 1
+    var_x = F.try_divide(F.col("sum_xx") - sum_x * sum_x / n, degrees)
+    var_y = F.try_divide(F.col("sum_yy") - sum_y * sum_y / n, degrees)
+    covariance = F.try_divide(F.col("sum_xy") - sum_x * sum_y / n, degrees)
+    # Zero variance is decided exactly (all values equal), never by a float compared to 0.
+    constant_y = F.col("y_min") == F.col("y_max")
+    constant_x = F.col("x_min") == F.col("x_max")
+    beta = F.when(constant_y | (var_y <= 0), F.lit(None)).otherwise(F.try_divide(covariance, var_y))
+    volatility = (
+        F.when(degrees < 1, F.lit(None))
+        .when(constant_x, F.lit(0.0))
+        .otherwise(F.sqrt(F.greatest(var_x, F.lit(0.0))))
+    )
+    window_end = F.timestamp_micros(F.unix_micros("window_start") + _micros(WINDOW))
+    is_final = window_end < F.lit(final_before) if final_before is not None else F.lit(False)
+    metrics = windows.select(
+        F.col(SYMBOL),
+        F.col("window_start"),
+        window_end.alias("window_end"),
+        beta.cast("double").alias("beta"),
+        volatility.cast("double").alias("volatility"),
+        (F.col("x_ref") + sum_x / n).alias("momentum"),
+        F.col("last_paired_price").alias("close_price"),
+        F.col("pair_count").alias("sample_size"),
+        is_final.alias("is_final"),
+    )
+    cost_of_equity = F.lit(settings.risk_free_rate) + F.col("beta") * F.lit(settings.market_premium)
+    return (
+        metrics.withColumn("cost_of_equity", cost_of_equity)
+        .filter(F.col("sample_size") >= settings.min_sample_size)
+        .select(*GOLD_COLUMNS)
+    )
+
+
+GOLD_COLUMNS = (
+    SYMBOL,
+    "window_start",
+    "window_end",
+    "beta",
+    "volatility",
+    "momentum",
+    "close_price",
+    "sample_size",
+    "cost_of_equity",
+    "is_final",
+)
+
+
+# --- finality
+
+
+def side_high_water_marks(
+    ticks: DataFrame, market_symbol: str
+) -> tuple[datetime | None, datetime | None]:
+    """Latest market and latest non-market event time among `ticks`."""
+    is_market = F.col(SYMBOL) == market_symbol
+    row = ticks.agg(
+        F.max(F.when(is_market, F.col(EVENT_TIME))).alias("market"),
+        F.max(F.when(~is_market, F.col(EVENT_TIME))).alias("tickers"),
+    ).first()
+    return row["market"], row["tickers"]
+
+
+def final_before(latest_market: datetime | None, latest_ticker: datetime | None) -> datetime | None:
+    """Windows ending strictly before this are final (emitted by the streaming query).
+
+    The streaming join's output watermark is min over both sides of (latest event time - 3h),
+    held back a further 1h by the time-interval join, in milliseconds as Spark keeps it.
+    """
+    if latest_market is None or latest_ticker is None:
+        return None
+    latest = min(latest_market, latest_ticker)
+    return latest.replace(microsecond=latest.microsecond // 1000 * 1000) - FINALITY_LAG

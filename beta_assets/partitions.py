@@ -1,0 +1,74 @@
+"""Hourly UTC partitions and the dependencies between them (DESIGN.md, "The picture")."""
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+from dagster import HourlyPartitionsDefinition, TimeWindowPartitionMapping
+
+from beta_assets.settings import BAND, PARTITION_SPAN, SLIDE, WINDOW, partitions_start
+
+hourly_partitions = HourlyPartitionsDefinition(
+    start_date=datetime.fromisoformat(partitions_start()).replace(tzinfo=timezone.utc),
+    timezone="UTC",
+    fmt="%Y-%m-%d-%H:%M",
+    # The hour in progress is a partition too: a live feed's provisional windows belong there.
+    end_offset=1,
+)
+
+
+def _whole_partitions(span: timedelta) -> int:
+    return -(-span // PARTITION_SPAN)
+
+
+# Market ticks that ticks of hour P pair with lie in [P - BAND, P + 1h + BAND]: whole hours
+# around P. Exact at the end: a market tick at P + 1h + BAND pairs with no tick of P.
+BAND_REACH = _whole_partitions(BAND) * PARTITION_SPAN
+market_band_mapping = TimeWindowPartitionMapping(
+    start_offset=-_whole_partitions(BAND), end_offset=_whole_partitions(BAND)
+)
+
+# The windows starting in hour P cover buckets in [P, P + 1h + WINDOW - SLIDE].
+WINDOW_REACH = _whole_partitions(WINDOW) * PARTITION_SPAN
+window_span_mapping = TimeWindowPartitionMapping(
+    start_offset=0, end_offset=_whole_partitions(WINDOW)
+)
+
+# On-disk partition value of an hour: sorts like time, no characters file systems dislike.
+HOUR_FORMAT = "%Y-%m-%dT%H"
+
+
+def hour_label(moment: datetime) -> str:
+    return floor_hour(moment).strftime(HOUR_FORMAT)
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def hours_between(start: datetime, end: datetime) -> Iterator[datetime]:
+    """Hour starts in [start, end), with start and end on hour boundaries."""
+    hour = floor_hour(start)
+    while hour < end:
+        yield hour
+        hour += PARTITION_SPAN
+
+
+def hour_labels(start: datetime, end: datetime) -> list[str]:
+    return [hour_label(hour) for hour in hours_between(start, end)]
+
+
+def partition_keys_covering(first_tick: datetime, last_tick: datetime) -> tuple[str, str]:
+    """First and last partition of every asset that ticks in [first_tick, last_tick] touch.
+
+    The earliest window holding the first tick starts WINDOW - SLIDE before its bucket.
+    """
+    earliest_window = first_tick - (WINDOW - SLIDE)
+    return partition_key(earliest_window), partition_key(last_tick)
+
+
+def partition_key(moment: datetime) -> str:
+    return floor_hour(moment).strftime(hourly_partitions.fmt)
+
+
+def hour_of_key(key: str) -> datetime:
+    return datetime.strptime(key, hourly_partitions.fmt).replace(tzinfo=timezone.utc)

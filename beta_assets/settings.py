@@ -1,0 +1,68 @@
+"""The facts every module shares: column names, the market, the time geometry, CAPM defaults.
+
+Each fact lives here once; everything else imports it.
+"""
+
+import os
+from datetime import timedelta
+
+# --- silver input contract (the notebook's columns)
+SYMBOL = "s"
+PRICE = "currentPrice"
+CHANGE = "changePercent"
+EVENT_TIME = "event_time"
+SILVER_COLUMNS = (SYMBOL, PRICE, CHANGE, EVENT_TIME)
+
+# --- market series (spy_returns)
+MARKET_RETURN = "m_return"
+MARKET_EVENT_TIME = "m_event_time"
+
+# --- time geometry of the notebook's query
+WINDOW = timedelta(hours=2)  # window(event_time, "2 hours", ...)
+SLIDE = timedelta(minutes=5)  # window(..., "5 minutes"): also the bucket size of joined_returns
+BAND = timedelta(hours=1)  # market ticks within +-1h of a ticker tick are paired with it
+WATERMARK = timedelta(hours=3)  # withWatermark(..., "3 hours") on both sides
+BUCKETS_PER_WINDOW = WINDOW // SLIDE  # 24: a window is exactly this many buckets
+PARTITION_SPAN = timedelta(hours=1)  # Dagster partitions are hourly (UTC)
+
+# A window is final once the streaming query would have emitted it: the join holds its output
+# watermark back by the band, on top of the 3h event-time watermark.
+FINALITY_LAG = WATERMARK + BAND
+
+# --- CAPM and the notebook's defaults
+MARKET_SYMBOL = "SPY"
+RISK_FREE_RATE = 0.0425
+MARKET_PREMIUM = 0.05
+MIN_SAMPLE_SIZE = 20
+NOISE_AMPLITUDE = 0.1  # the notebook added (rand() - 0.5) * 0.1
+
+# --- tables in the lake
+SILVER_TABLE = "silver_ticks"
+SPY_RETURNS_TABLE = "spy_returns"
+JOINED_RETURNS_TABLE = "joined_returns"
+GOLD_TABLE = "gold_beta_metrics"
+QUARANTINE_TABLE = "quarantine_ticks"
+PLANTED_BETAS_TABLE = "planted_betas"
+
+# Every derived table is partitioned on disk by the hour its rows belong to, so that replacing a
+# Dagster partition is a metadata-only Delta operation.
+PARTITION_HOUR = "partition_hour"
+SILVER_VERSION = "silver_version"
+
+# --- public configuration contract (environment variables)
+LAKE_ENV = "TICKBETA_LAKE"
+DEFAULT_LAKE = "./data/lake"
+START_ENV = "TICKBETA_START"
+DEFAULT_START = "2026-01-01"
+SPARK_MASTER_ENV = "TICKBETA_SPARK_MASTER"
+DEFAULT_SPARK_MASTER = "local[*]"
+SPARK_REMOTE_ENV = "TICKBETA_SPARK_REMOTE"
+SPARK_UI_ENV = "TICKBETA_SPARK_UI"
+
+
+def lake_root() -> str:
+    return os.environ.get(LAKE_ENV) or DEFAULT_LAKE
+
+
+def partitions_start() -> str:
+    return os.environ.get(START_ENV) or DEFAULT_START
