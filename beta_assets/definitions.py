@@ -1,6 +1,7 @@
 """The code location: assembles assets, jobs, resources and the executor; nothing else."""
 
 import os
+from collections.abc import Mapping
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
@@ -20,14 +21,20 @@ beta_pipeline = define_asset_job(
     description="silver ticks -> spy_returns -> joined_returns -> gold_beta_metrics",
 )
 
-defs = Definitions(
-    assets=[silver_ticks, *computed_assets],
-    jobs=[beta_pipeline],
-    resources={
-        "spark": spark_from_environment(os.environ),
-        "lake": lake_from_environment(os.environ),
-        "metrics": BetaMetricsConfig(),
-    },
-    # Every step of a run shares one process and so one Spark session (a JVM start is ~14 s).
-    executor=in_process_executor,
-)
+
+def build_definitions(env: Mapping[str, str]) -> Definitions:
+    """The code location for an environment (TICKBETA_* variables, see README)."""
+    return Definitions(
+        assets=[silver_ticks, *computed_assets],
+        jobs=[beta_pipeline],
+        resources={
+            "spark": spark_from_environment(env),
+            "lake": lake_from_environment(env),
+            "metrics": BetaMetricsConfig(),
+        },
+        # Every step of a run shares one process, so one Spark session (a JVM start is ~14 s).
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions(os.environ)

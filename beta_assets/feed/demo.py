@@ -37,10 +37,9 @@ def run_demo(lake: DeltaLake, spec: SimulationSpec, report: Callable[[str], None
 
 
 def materialize_range(lake: DeltaLake, first_key: str, last_key: str) -> None:
-    # The code location reads its lake from the environment when it loads.
-    os.environ[LAKE_ENV] = lake.root
-    from beta_assets.definitions import beta_pipeline, defs
+    from beta_assets.definitions import beta_pipeline, build_definitions
 
+    defs = build_definitions({**os.environ, LAKE_ENV: lake.root})
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     )

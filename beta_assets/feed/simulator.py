@@ -53,8 +53,9 @@ class FeedState:
 
     symbols: list[str]
     betas: np.ndarray  # per symbol, the market's own entry is 1.0
-    prices: np.ndarray  # last price per symbol (market first)
+    prices: np.ndarray  # where each price path stands (market first)
     previous_close: np.ndarray
+    last_quote: np.ndarray
     next_tick_us: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
@@ -81,6 +82,7 @@ def initial_state(spec: SimulationSpec) -> FeedState:
         betas=np.array([1.0, *betas.values()]),
         prices=prices,
         previous_close=prices.copy(),
+        last_quote=prices.copy(),
     )
 
 
@@ -105,7 +107,7 @@ def simulate_sessions(spec: SimulationSpec) -> Iterator[pa.Table]:
             _overnight_gap(state, spec, rng)
         state.next_tick_us = _first_ticks(opening, spec, rng, len(state.symbols))
         yield simulate_span(state, spec, opening, closing, rng)
-        state.previous_close = state.prices.copy()
+        state.previous_close = state.last_quote.copy()
 
 
 def simulate_span(
@@ -149,6 +151,8 @@ def _quotes(
             else np.full(len(times), state.prices[member])
         )
         change = (price / state.previous_close[member] - 1.0) * 100.0
+        if len(price):
+            state.last_quote[member] = price[-1]
         yield pa.table(
             {
                 SYMBOL: pa.array([state.symbols[member]] * len(times), pa.string()),
