@@ -66,7 +66,11 @@ class SparkSessionResource(PySparkResource):
 
     def _settings(self) -> dict[str, str]:
         local = LOCAL_DEFAULTS if self.master.startswith("local") else {}
-        ui = {"spark.ui.enabled": str(self.ui_enabled).lower()}
+        ui = {
+            "spark.ui.enabled": str(self.ui_enabled).lower(),
+            # Progress bars garble Dagster's captured logs.
+            "spark.ui.showConsoleProgress": "false",
+        }
         return {
             **local,
             **SESSION_DEFAULTS,
