@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(DAGSTER_HOME):
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.yaml $@
 
 ## Simulate a trading day into ./data/lake, materialize all partitions, print planted vs computed beta.
-demo: $(STAMP) $(DAGSTER_HOME)
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/tickbeta demo
 
 ## The test suite (one local Spark session, small generated data).
@@ -28,7 +29,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 ## The Dagster UI on http://localhost:3000 over ./data/lake.
-ui: $(STAMP) $(DAGSTER_HOME)
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+## The UI with the sensor running while the simulated feed appends a batch every 5 s.
+live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/tickbeta simulate --live --every 5 --symbols 20 --interval 1 & \
+	feed=$$!; trap "kill $$feed" EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 lint: $(STAMP)

@@ -11,6 +11,12 @@ from beta_assets.assets.silver import silver_ticks
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.partitions import hourly_partitions
 from beta_assets.resources import lake_from_environment, spark_from_environment
+from beta_assets.sensors import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_MAX_PARTITIONS_PER_RUN,
+    build_silver_sensor,
+)
+from beta_assets.settings import SENSOR_INTERVAL_ENV, SENSOR_MAX_PARTITIONS_ENV
 
 computed_assets = [spy_returns, joined_returns, gold_beta_metrics]
 
@@ -27,6 +33,17 @@ def build_definitions(env: Mapping[str, str]) -> Definitions:
     return Definitions(
         assets=[silver_ticks, *computed_assets],
         jobs=[beta_pipeline],
+        sensors=[
+            build_silver_sensor(
+                beta_pipeline,
+                minimum_interval_seconds=int(
+                    env.get(SENSOR_INTERVAL_ENV) or DEFAULT_INTERVAL_SECONDS
+                ),
+                max_partitions_per_run=int(
+                    env.get(SENSOR_MAX_PARTITIONS_ENV) or DEFAULT_MAX_PARTITIONS_PER_RUN
+                ),
+            )
+        ],
         resources={
             "spark": spark_from_environment(env),
             "lake": lake_from_environment(env),

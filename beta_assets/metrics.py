@@ -30,7 +30,6 @@ from beta_assets.settings import (
     BUCKETS_PER_WINDOW,
     CHANGE,
     EVENT_TIME,
-    FINALITY_LAG,
     MARKET_EVENT_TIME,
     MARKET_PREMIUM,
     MARKET_RETURN,
@@ -322,30 +321,3 @@ GOLD_COLUMNS = (
     "cost_of_equity",
     "is_final",
 )
-
-
-# --- finality
-
-
-def side_high_water_marks(
-    ticks: DataFrame, market_symbol: str
-) -> tuple[datetime | None, datetime | None]:
-    """Latest market and latest non-market event time among `ticks`."""
-    is_market = F.col(SYMBOL) == market_symbol
-    row = ticks.agg(
-        F.max(F.when(is_market, F.col(EVENT_TIME))).alias("market"),
-        F.max(F.when(~is_market, F.col(EVENT_TIME))).alias("tickers"),
-    ).first()
-    return row["market"], row["tickers"]
-
-
-def final_before(latest_market: datetime | None, latest_ticker: datetime | None) -> datetime | None:
-    """Windows ending strictly before this are final (emitted by the streaming query).
-
-    The streaming join's output watermark is min over both sides of (latest event time - 3h),
-    held back a further 1h by the time-interval join, in milliseconds as Spark keeps it.
-    """
-    if latest_market is None or latest_ticker is None:
-        return None
-    latest = min(latest_market, latest_ticker)
-    return latest.replace(microsecond=latest.microsecond // 1000 * 1000) - FINALITY_LAG

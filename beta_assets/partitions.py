@@ -57,13 +57,17 @@ def hour_labels(start: datetime, end: datetime) -> list[str]:
     return [hour_label(hour) for hour in hours_between(start, end)]
 
 
-def partition_keys_covering(first_tick: datetime, last_tick: datetime) -> tuple[str, str]:
-    """First and last partition of every asset that ticks in [first_tick, last_tick] touch.
+def hours_holding(first_tick: datetime, last_tick: datetime) -> tuple[datetime, datetime]:
+    """Hours [start, end) of every partition that ticks in [first_tick, last_tick] touch.
 
     The earliest window holding the first tick starts WINDOW - SLIDE before its bucket.
     """
-    earliest_window = first_tick - (WINDOW - SLIDE)
-    return partition_key(earliest_window), partition_key(last_tick)
+    return floor_hour(first_tick - (WINDOW - SLIDE)), floor_hour(last_tick) + PARTITION_SPAN
+
+
+def partition_keys_covering(first_tick: datetime, last_tick: datetime) -> tuple[str, str]:
+    start, end = hours_holding(first_tick, last_tick)
+    return partition_key(start), partition_key(end - PARTITION_SPAN)
 
 
 def partition_key(moment: datetime) -> str:

@@ -9,13 +9,14 @@ from dagster import (
 )
 
 from beta_assets.assets.reporting import Stopwatch, commit_metadata, preview, written_metadata
-from beta_assets.assets.silver import GROUP, silver_final_before, silver_snapshot
+from beta_assets.assets.silver import GROUP, silver_snapshot, writer_pool
 from beta_assets.band import BUCKET_SCHEMA
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import window_metrics
 from beta_assets.partitions import WINDOW_REACH, hourly_partitions, window_span_mapping
 from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SYMBOL
 from beta_assets.storage import read_hours, write_hours
+from beta_assets.watermarks import snapshot_high_water_marks
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource
 
@@ -29,6 +30,7 @@ WINDOW_START = "window_start"
     deps=[AssetDep(JOINED_RETURNS_TABLE, partition_mapping=window_span_mapping)],
     group_name=GROUP,
     kinds={"spark", "delta"},
+    pool=writer_pool(GOLD_TABLE),
     description=(
         "Per (symbol, 2-hour window sliding every 5 minutes, starting in the hour): CAPM beta "
         "against the market, volatility, momentum, close price, sample size, cost of equity, "
@@ -49,7 +51,7 @@ def gold_beta_metrics(
     buckets = read_hours(
         session, lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, start, end + WINDOW_REACH
     )
-    cutoff = silver_final_before(session, lake, snapshot, settings.market_symbol)
+    cutoff = snapshot_high_water_marks(snapshot, settings.market_symbol).final_before()
     rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()
     version = snapshot.version()
     written = write_hours(

@@ -14,7 +14,7 @@ from beta_assets.assets.reporting import (
     read_metadata,
     written_metadata,
 )
-from beta_assets.assets.silver import GROUP, silver_snapshot, silver_ticks
+from beta_assets.assets.silver import GROUP, silver_snapshot, silver_ticks, writer_pool
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import (
@@ -41,6 +41,7 @@ from resources.spark import SparkSessionResource
     deps=[silver_ticks],
     group_name=GROUP,
     kinds={"spark", "delta"},
+    pool=writer_pool(SPY_RETURNS_TABLE),
     description=(
         "The market's ticks (symbol = market_symbol, default SPY) as m_event_time, m_return "
         "(= its changePercent), for the hour they happened in."
@@ -86,6 +87,7 @@ def spy_returns(
     deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=market_band_mapping)],
     group_name=GROUP,
     kinds={"spark", "delta"},
+    pool=writer_pool(JOINED_RETURNS_TABLE),
     description=(
         "Per (symbol, 5-minute bucket of its ticks): the sums over every (ticker tick, market "
         "tick within +-1h) pair, shifted by the row's x_ref / y_ref, with the pair count, "

@@ -1,0 +1,69 @@
+"""Gold kept current by the sensor equals gold computed once over everything."""
+
+import pandas as pd
+import pyarrow as pa
+
+from beta_assets.settings import GOLD_TABLE
+from tests import datasets
+from tests.compare import assert_same_windows
+from tests.pipeline import read_table, run_all, write_silver
+from tests.reference import notebook_gold
+from tests.sensing import SensorDriver
+
+KEY = ["s", "window_start"]
+# silver_version is lineage: an hour computed at an earlier version says so.
+COMPARED = [
+    "s",
+    "window_start",
+    "window_end",
+    "beta",
+    "volatility",
+    "momentum",
+    "close_price",
+    "sample_size",
+    "cost_of_equity",
+    "is_final",
+    "partition_hour",
+]
+
+
+def in_appends(ticks: pa.Table, count: int) -> list[pa.Table]:
+    ordered = ticks.sort_by("event_time")
+    cuts = [i * ordered.num_rows // count for i in range(count + 1)]
+    return [ordered.slice(cuts[i], cuts[i + 1] - cuts[i]) for i in range(count)]
+
+
+def replay(lake_root: str, appends: list[pa.Table]) -> SensorDriver:
+    driver = SensorDriver(lake_root)
+    for batch in appends:
+        write_silver(lake_root, batch)
+        assert driver.run_requested(driver.evaluate()) == 1
+    return driver
+
+
+def test_sensor_driven_appends_equal_one_full_materialization(lake_root, tmp_path):
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=31)
+    replay(lake_root, in_appends(ticks, 12))
+    incremental = read_table(lake_root, GOLD_TABLE)[COMPARED]
+    full = run_all(str(tmp_path / "full"), ticks)[COMPARED]
+    pd.testing.assert_frame_equal(
+        incremental.sort_values(KEY).reset_index(drop=True),
+        full.sort_values(KEY).reset_index(drop=True),
+    )
+    assert incremental["is_final"].any() and not incremental["is_final"].all()
+
+
+def test_a_tick_five_hours_late_updates_its_windows(spark, lake_root):
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=32)
+    driver = replay(lake_root, in_appends(ticks, 3))
+    late = datasets.ticks([("T001", 55.0, 0.8, datasets.at(15, 31))])  # 5h+ after its time
+    write_silver(lake_root, late)
+    before = read_table(lake_root, GOLD_TABLE).set_index(KEY)
+    result = driver.evaluate()
+    assert result.run_requests[0].tags["tickbeta/late_ticks"] == "1"
+    driver.run_requested(result)
+    after = read_table(lake_root, GOLD_TABLE)
+    everything = pa.concat_tables([ticks, late])
+    assert_same_windows(after, notebook_gold(spark.createDataFrame(everything)).toPandas())
+    changed = after.set_index(KEY)["sample_size"] - before["sample_size"]
+    assert (changed.xs("T001", level="s") > 0).sum() == 24  # every window holding 15:31

@@ -1,0 +1,135 @@
+"""The silver sensor against real Delta tables in temporary folders."""
+
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+from beta_assets.sensors import SilverCursor
+from beta_assets.settings import SILVER_TABLE
+from tests import datasets
+from tests.pipeline import write_silver
+from tests.sensing import SensorDriver, requested_ranges
+
+
+def between(ticks: pa.Table, start, end) -> pa.Table:
+    times = ticks.column("event_time")
+    return ticks.filter(
+        pc.and_(pc.greater_equal(times, pa.scalar(start)), pc.less(times, pa.scalar(end)))
+    )
+
+
+@pytest.fixture
+def day() -> pa.Table:
+    return datasets.simulated(symbols=2, interval=120.0, seed=4)
+
+
+@pytest.fixture
+def driver(lake_root, day) -> SensorDriver:
+    """A sensor that has handled silver's first version (ticks until 16:00)."""
+    write_silver(lake_root, between(day, datasets.at(0), datasets.at(16)))
+    driver = SensorDriver(lake_root)
+    first = driver.evaluate()
+    assert requested_ranges(first) == [("2026-01-05-12:00", "2026-01-05-15:00")]  # everything
+    return driver
+
+
+def test_nothing_new_launches_nothing(driver):
+    result = driver.evaluate()
+    assert result.run_requests == [] and "still at version 0" in result.skip_message
+
+
+def test_append_requests_the_hours_whose_windows_change(driver, lake_root, day):
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    result = driver.evaluate()
+    # Ticks in [16:00, 16:58]: windows starting in (13:00, 17:58].
+    assert requested_ranges(result) == [("2026-01-05-13:00", "2026-01-05-17:00")]
+    assert result.run_requests[0].tags["tickbeta/silver_version"] == "1"
+    assert SilverCursor.from_json(result.cursor).version == 1
+    (observation,) = result.asset_events
+    assert (
+        observation.metadata["rows_added"].value
+        == between(day, datasets.at(16), datasets.at(17)).num_rows
+    )
+
+
+def test_two_appends_between_evaluations_make_one_run(driver, lake_root, day):
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    write_silver(lake_root, between(day, datasets.at(17), datasets.at(18)))
+    result = driver.evaluate()
+    assert requested_ranges(result) == [("2026-01-05-13:00", "2026-01-05-18:00")]
+    assert len(result.asset_events) == 2
+
+
+def test_reevaluating_the_same_versions_gives_the_same_run_key(driver, lake_root, day):
+    cursor = driver.cursor
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    first = driver.evaluate(cursor)
+    again = driver.evaluate(cursor)
+    assert [r.run_key for r in first.run_requests] == [r.run_key for r in again.run_requests]
+
+
+def test_optimize_launches_nothing(driver, lake_root, day):
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    driver.evaluate()
+    DeltaTable(str(Path(lake_root) / SILVER_TABLE)).optimize.compact()
+    result = driver.evaluate()
+    assert result.run_requests == []
+    assert SilverCursor.from_json(result.cursor).version == 2
+    assert result.asset_events[0].metadata["operation"].value == "OPTIMIZE"
+
+
+def test_restore_recomputes_everything(driver, lake_root, day):
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(21)))
+    driver.evaluate()
+    DeltaTable(str(Path(lake_root) / SILVER_TABLE)).restore(0)
+    result = driver.evaluate()
+    # Everything silver held (until 21:00) is recomputed, not only what version 0 holds.
+    assert requested_ranges(result) == [("2026-01-05-12:00", "2026-01-05-20:00")]
+    assert result.run_requests[0].tags["tickbeta/trigger"] == "full_recompute"
+
+
+def test_recreated_table_recomputes_everything(driver, lake_root, day):
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    write_silver(lake_root, between(day, datasets.at(17), datasets.at(18)))
+    driver.evaluate()
+    shutil.rmtree(Path(lake_root) / SILVER_TABLE)
+    write_silver(lake_root, between(day, datasets.at(15), datasets.at(16)))
+    result = driver.evaluate()
+    assert requested_ranges(result) == [("2026-01-05-12:00", "2026-01-05-17:00")]
+    assert SilverCursor.from_json(result.cursor).version == 0
+
+
+def test_versions_whose_log_was_cleaned_up_fall_back_to_the_snapshot(driver, lake_root, day):
+    for hour in (16, 17, 18):
+        write_silver(lake_root, between(day, datasets.at(hour), datasets.at(hour + 1)))
+    table = DeltaTable(str(Path(lake_root) / SILVER_TABLE))
+    table.create_checkpoint()
+    (Path(lake_root) / SILVER_TABLE / "_delta_log" / f"{1:020d}.json").unlink()
+    result = driver.evaluate()
+    assert requested_ranges(result) == [("2026-01-05-12:00", "2026-01-05-18:00")]
+
+
+def test_huge_backfills_split_into_runs_in_order(lake_root, day):
+    write_silver(lake_root, day)
+    driver = SensorDriver(lake_root, max_partitions=4)
+    ranges = requested_ranges(driver.evaluate())
+    assert ranges == [
+        ("2026-01-05-12:00", "2026-01-05-15:00"),
+        ("2026-01-05-16:00", "2026-01-05-19:00"),
+        ("2026-01-05-20:00", "2026-01-05-20:00"),
+    ]
+
+
+def test_late_ticks_are_counted_and_their_windows_requested(lake_root, day):
+    write_silver(lake_root, day)
+    driver = SensorDriver(lake_root)
+    driver.evaluate()
+    late = datasets.ticks([("T001", 50.0, 0.3, datasets.at(15, 2))])  # 6h behind the last tick
+    write_silver(lake_root, late)
+    result = driver.evaluate()
+    assert result.run_requests[0].tags["tickbeta/late_ticks"] == "1"
+    assert requested_ranges(result) == [("2026-01-05-12:00", "2026-01-05-16:00")]
