@@ -2,12 +2,16 @@
 
 import os
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 from dagster import InitResourceContext
 from dagster_pyspark import PySparkResource
 from pydantic import Field
+from pyspark import SparkContext
 from pyspark.sql import DataFrame, SparkSession
 
 LOCAL_DEFAULTS = {
@@ -94,3 +98,76 @@ def dataframe_from_arrow(spark: SparkSession, table: pa.Table) -> DataFrame:
         return spark.createDataFrame(table.combine_chunks())
     finally:
         spark.conf.set(key, previous)
+
+
+# Often enough to see a long stage move, rarely enough not to drown a run's log.
+PROGRESS_INTERVAL_SECONDS = 5.0
+_STAGE_NAME_LENGTH = 60
+
+
+@contextmanager
+def stage_progress(
+    spark: SparkSession,
+    description: str,
+    log: Callable[[str], None],
+    every_seconds: float = PROGRESS_INTERVAL_SECONDS,
+) -> Iterator[None]:
+    """Report the Spark stages that run inside this block, every `every_seconds`.
+
+    The jobs started inside carry `description` in the Spark UI. A line is logged only when a
+    stage moved since the last one. Spark Connect sessions have no SparkContext to ask: there
+    the block runs without reports.
+    """
+    context = _spark_context(spark)
+    if context is None:
+        yield
+        return
+    previous = context.getLocalProperty("spark.job.description")
+    context.setJobDescription(description)
+    stop = threading.Event()
+    reporter = threading.Thread(
+        target=_report_stages,
+        args=(context, log, stop, every_seconds),
+        name="tickbeta-spark-progress",
+        daemon=True,
+    )
+    reporter.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reporter.join()
+        context.setJobDescription(previous)  # type: ignore[arg-type]  # None clears it
+
+
+def _spark_context(spark: SparkSession) -> SparkContext | None:
+    # A Spark Connect session raises an AttributeError subclass for JVM-side attributes.
+    return getattr(spark, "sparkContext", None)
+
+
+def _report_stages(
+    context: SparkContext, log: Callable[[str], None], stop: threading.Event, every: float
+) -> None:
+    last_reported: list[str] = []
+    while not stop.wait(every):
+        lines = stage_lines(context)
+        if lines and lines != last_reported:
+            log("Spark: " + "; ".join(lines))
+        last_reported = lines
+
+
+def stage_lines(context: SparkContext) -> list[str]:
+    """One line per active stage: its id, name and tasks done / running / failed."""
+    tracker = context.statusTracker()
+    lines = []
+    for stage_id in sorted(tracker.getActiveStageIds()):
+        stage = tracker.getStageInfo(stage_id)
+        if stage is None:  # finished between the two calls
+            continue
+        failed = f", {stage.numFailedTasks} failed" if stage.numFailedTasks else ""
+        lines.append(
+            f"stage {stage.stageId} ({stage.name[:_STAGE_NAME_LENGTH]}): "
+            f"{stage.numCompletedTasks}/{stage.numTasks} tasks done, "
+            f"{stage.numActiveTasks} running{failed}"
+        )
+    return lines
