@@ -227,12 +227,13 @@ def build_silver_sensor(
     job,
     minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     max_partitions_per_run: int = DEFAULT_MAX_PARTITIONS_PER_RUN,
+    default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
 ):
     @sensor(
         name="silver_new_versions",
         job=job,
         minimum_interval_seconds=minimum_interval_seconds,
-        default_status=DefaultSensorStatus.RUNNING,
+        default_status=default_status,
         description=(
             "Watches the silver Delta table. For each new version it reads what the commit "
             "changed and requests one run over the partitions whose windows change or become "

@@ -1,5 +1,7 @@
 """gold_beta_metrics: the notebook's output, one row per (symbol, 2-hour window)."""
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -8,19 +10,33 @@ from dagster import (
     asset,
 )
 
-from beta_assets.assets.reporting import Stopwatch, commit_metadata, preview, written_metadata
-from beta_assets.assets.silver import GROUP, silver_snapshot, writer_pool
+from beta_assets.assets.catalog import (
+    COLUMN_SCHEMA,
+    GOLD_COLUMN_SCHEMA,
+    GROUP,
+    LAYER,
+    OWNERS,
+    WINDOW_START,
+)
+from beta_assets.assets.reporting import (
+    Stopwatch,
+    commit_metadata,
+    metrics_plot,
+    partition_span,
+    preview,
+    spark_job_label,
+    written_metadata,
+)
+from beta_assets.assets.silver import silver_snapshot, writer_pool
 from beta_assets.band import BUCKET_SCHEMA
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import window_metrics
 from beta_assets.partitions import WINDOW_REACH, hourly_partitions, window_span_mapping
 from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SYMBOL
-from beta_assets.storage import read_hours, write_hours
+from beta_assets.storage import read_hours_arrow, write_hours
 from beta_assets.watermarks import snapshot_high_water_marks
 from resources.lake import DeltaLake
-from resources.spark import SparkSessionResource
-
-WINDOW_START = "window_start"
+from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_progress
 
 
 @asset(
@@ -29,12 +45,18 @@ WINDOW_START = "window_start"
     backfill_policy=BackfillPolicy.single_run(),
     deps=[AssetDep(JOINED_RETURNS_TABLE, partition_mapping=window_span_mapping)],
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"spark", "delta"},
+    tags={LAYER: "gold"},
+    metadata={COLUMN_SCHEMA: GOLD_COLUMN_SCHEMA},
     pool=writer_pool(GOLD_TABLE),
     description=(
-        "Per (symbol, 2-hour window sliding every 5 minutes, starting in the hour): CAPM beta "
-        "against the market, volatility, momentum, close price, sample size, cost of equity, "
-        "is_final (the streaming query would have emitted it) and the silver version read."
+        "Per (symbol, 2-hour window sliding every 5 minutes): CAPM beta against the market, "
+        "volatility, momentum, close price, sample size, cost of equity, is_final (the "
+        "streaming query would have emitted it) and the silver version read. Hourly UTC "
+        "partitions: partition P holds the windows that start in P and reads joined_returns "
+        "P ... P+2. Each materialization shows a preview and a plot of beta and cost of equity "
+        "for the symbols with the most pairs."
     ),
 )
 def gold_beta_metrics(
@@ -48,20 +70,40 @@ def gold_beta_metrics(
     settings = metrics.settings()
     session = spark.spark_session
     snapshot = silver_snapshot(context, lake)
-    buckets = read_hours(
-        session, lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, start, end + WINDOW_REACH
+    bucket_rows = read_hours_arrow(
+        lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, start, end + WINDOW_REACH
     )
+    context.log.info(
+        f"{GOLD_TABLE}: partitions {partition_span(context)} from {bucket_rows.num_rows} "
+        f"buckets of {JOINED_RETURNS_TABLE}"
+    )
+    buckets = dataframe_from_arrow(session, bucket_rows)
     cutoff = snapshot_high_water_marks(snapshot, settings.market_symbol).final_before()
-    rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()
+    with stage_progress(session, spark_job_label(context), context.log.info):
+        rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()
     version = snapshot.version()
     written = write_hours(
         lake, GOLD_TABLE, rows, WINDOW_START, start, end, version, commit_metadata(context, version)
     )
-    context.log.info(f"{written.rows} windows in {written.hours} hours; final before {cutoff}")
+    final = final_windows(rows)
+    context.log.info(
+        f"{written.rows} windows of {_symbols(rows)} symbols in {written.hours} hours, "
+        f"{final} final (window_end before {cutoff})"
+    )
     return MaterializeResult(
         metadata={
-            **written_metadata(rows, WINDOW_START, written, version, watch),
+            **written_metadata(rows, WINDOW_START, written, version, watch, lake.uri(GOLD_TABLE)),
             "final_before": str(cutoff or ""),
+            "final_windows": final,
             "preview": preview(rows, [(WINDOW_START, "descending"), (SYMBOL, "ascending")]),
+            "plot": metrics_plot(rows, SYMBOL, WINDOW_START),
         }
     )
+
+
+def final_windows(rows: pa.Table) -> int:
+    return pc.sum(rows.column("is_final")).as_py() or 0
+
+
+def _symbols(rows: pa.Table) -> int:
+    return pc.count_distinct(rows.column(SYMBOL)).as_py()

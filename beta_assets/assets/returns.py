@@ -1,5 +1,7 @@
 """spy_returns (the market series) and joined_returns (pair sums per symbol and 5-min bucket)."""
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -8,13 +10,23 @@ from dagster import (
     asset,
 )
 
+from beta_assets.assets.catalog import (
+    COLUMN_SCHEMA,
+    GROUP,
+    JOINED_RETURNS_COLUMN_SCHEMA,
+    LAYER,
+    OWNERS,
+    SPY_RETURNS_COLUMN_SCHEMA,
+)
 from beta_assets.assets.reporting import (
     Stopwatch,
     commit_metadata,
+    partition_span,
     read_metadata,
+    spark_job_label,
     written_metadata,
 )
-from beta_assets.assets.silver import GROUP, silver_snapshot, silver_ticks, writer_pool
+from beta_assets.assets.silver import silver_snapshot, silver_ticks, writer_pool
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import (
@@ -28,10 +40,10 @@ from beta_assets.metrics import (
     typed_ticks,
 )
 from beta_assets.partitions import BAND_REACH, hourly_partitions, market_band_mapping
-from beta_assets.settings import JOINED_RETURNS_TABLE, MARKET_EVENT_TIME, SPY_RETURNS_TABLE
-from beta_assets.storage import read_hours_arrow, read_silver, write_hours
+from beta_assets.settings import JOINED_RETURNS_TABLE, MARKET_EVENT_TIME, SPY_RETURNS_TABLE, SYMBOL
+from beta_assets.storage import SilverRead, read_hours_arrow, read_silver, write_hours
 from resources.lake import DeltaLake
-from resources.spark import SparkSessionResource
+from resources.spark import SparkSessionResource, stage_progress
 
 
 @asset(
@@ -40,11 +52,15 @@ from resources.spark import SparkSessionResource
     backfill_policy=BackfillPolicy.single_run(),
     deps=[silver_ticks],
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"spark", "delta"},
+    tags={LAYER: "intermediate"},
+    metadata={COLUMN_SCHEMA: SPY_RETURNS_COLUMN_SCHEMA},
     pool=writer_pool(SPY_RETURNS_TABLE),
     description=(
-        "The market's ticks (symbol = market_symbol, default SPY) as m_event_time, m_return "
-        "(= its changePercent), for the hour they happened in."
+        "The market's ticks (symbol = market_symbol, default SPY): one row per tick with "
+        "m_event_time and m_return (its changePercent). Hourly UTC partitions: partition P holds "
+        "the market ticks whose event_time is in P."
     ),
 )
 def spy_returns(
@@ -57,8 +73,10 @@ def spy_returns(
     start, end = context.partition_time_window
     settings = metrics.settings()
     silver = read_silver(spark.spark_session, lake, silver_snapshot(context, lake), start, end)
+    log_silver_read(context, silver)
     ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
-    market = market_returns(ticks, settings.market_symbol).toArrow()
+    with stage_progress(spark.spark_session, spark_job_label(context), context.log.info):
+        market = market_returns(ticks, settings.market_symbol).toArrow()
     written = write_hours(
         lake,
         SPY_RETURNS_TABLE,
@@ -70,11 +88,19 @@ def spy_returns(
         commit_metadata(context, silver.version),
     )
     context.log.info(
-        f"{written.rows} market ticks in {written.hours} hours from silver v{silver.version}"
+        f"{written.rows} {settings.market_symbol} ticks in {written.hours} hours "
+        f"from silver v{silver.version}"
     )
     return MaterializeResult(
         metadata={
-            **written_metadata(market, MARKET_EVENT_TIME, written, silver.version, watch),
+            **written_metadata(
+                market,
+                MARKET_EVENT_TIME,
+                written,
+                silver.version,
+                watch,
+                lake.uri(SPY_RETURNS_TABLE),
+            ),
             **read_metadata(silver),
         }
     )
@@ -86,12 +112,17 @@ def spy_returns(
     backfill_policy=BackfillPolicy.single_run(),
     deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=market_band_mapping)],
     group_name=GROUP,
+    owners=OWNERS,
     kinds={"spark", "delta"},
+    tags={LAYER: "intermediate"},
+    metadata={COLUMN_SCHEMA: JOINED_RETURNS_COLUMN_SCHEMA},
     pool=writer_pool(JOINED_RETURNS_TABLE),
     description=(
         "Per (symbol, 5-minute bucket of its ticks): the sums over every (ticker tick, market "
         "tick within +-1h) pair, shifted by the row's x_ref / y_ref, with the pair count, "
-        "min/max of both sides and the latest paired tick. Gold rolls 24 buckets into a window."
+        "min/max of both sides and the latest paired tick. Gold rolls 24 buckets into a window. "
+        "Hourly UTC partitions: partition P holds the buckets starting in P and reads "
+        "spy_returns P-1 ... P+1."
     ),
 )
 def joined_returns(
@@ -108,9 +139,11 @@ def joined_returns(
         lake, SPY_RETURNS_TABLE, MARKET_SCHEMA, start - BAND_REACH, end + BAND_REACH
     )
     silver = read_silver(session, lake, silver_snapshot(context, lake), start, end)
+    log_silver_read(context, silver)
     ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
     buckets = bucket_sums(ticker_ticks(ticks, settings.market_symbol), market_series(market_rows))
-    rows = buckets.toArrow().cast(BUCKET_SCHEMA)
+    with stage_progress(session, spark_job_label(context), context.log.info):
+        rows = buckets.toArrow().cast(BUCKET_SCHEMA)
     written = write_hours(
         lake,
         JOINED_RETURNS_TABLE,
@@ -121,13 +154,39 @@ def joined_returns(
         silver.version,
         commit_metadata(context, silver.version),
     )
+    tick_counts = ticker_tick_counts(rows)
     context.log.info(
-        f"{written.rows} buckets from {len(market_rows)} market ticks, silver v{silver.version}"
+        f"{tick_counts['ticker_ticks']} ticks of {tick_counts['symbols']} symbols "
+        f"({tick_counts['unpaired_ticks']} with no market tick within the band) paired with "
+        f"{len(market_rows)} market ticks into {written.rows} buckets, silver v{silver.version}"
     )
     return MaterializeResult(
         metadata={
-            **written_metadata(rows, BUCKET_START, written, silver.version, watch),
+            **written_metadata(
+                rows, BUCKET_START, written, silver.version, watch, lake.uri(JOINED_RETURNS_TABLE)
+            ),
             **read_metadata(silver),
+            **tick_counts,
             "market_ticks": len(market_rows),
         }
     )
+
+
+def log_silver_read(context: AssetExecutionContext, silver: SilverRead) -> None:
+    files = silver.files
+    context.log.info(
+        f"{context.asset_key.to_user_string()}: partitions {partition_span(context)} from "
+        f"silver v{silver.version}, {len(files.uris)} of {files.total_files} files "
+        f"({files.bytes:,} of {files.total_bytes:,} bytes)"
+    )
+
+
+def ticker_tick_counts(buckets: pa.Table) -> dict[str, int]:
+    """Ticks and symbols behind the buckets, from their counters (no pass over the ticks)."""
+    paired = pc.sum(buckets.column("paired_ticks")).as_py() or 0
+    unpaired = pc.sum(buckets.column("unpaired_ticks")).as_py() or 0
+    return {
+        "ticker_ticks": paired + unpaired,
+        "unpaired_ticks": unpaired,
+        "symbols": pc.count_distinct(buckets.column(SYMBOL)).as_py(),
+    }

@@ -4,19 +4,24 @@ from datetime import datetime
 
 from dagster import (
     AssetExecutionContext,
+    AssetSpec,
     DataVersion,
     MetadataValue,
     ObserveResult,
-    observable_source_asset,
+    multi_observable_source_asset,
 )
 from deltalake import DeltaTable
 
+from beta_assets.assets.catalog import COLUMN_SCHEMA, GROUP, LAYER, OWNERS, SILVER_COLUMN_SCHEMA
 from beta_assets.settings import EVENT_TIME, SILVER_TABLE
 from resources.lake import DeltaLake
 
-GROUP = "tickbeta"
 # A run reads this silver version when the tag is set (the sensor sets it), else the latest.
 SILVER_VERSION_TAG = "tickbeta/silver_version"
+# The version a run actually read, added to every run so the Runs page finds it by version. A
+# separate tag: copied into a re-execution, SILVER_VERSION_TAG would pin the re-execution to
+# the old version.
+SILVER_VERSION_READ_TAG = "tickbeta/silver_version_read"
 
 
 def writer_pool(table: str) -> str:
@@ -24,20 +29,31 @@ def writer_pool(table: str) -> str:
     return f"delta_{table}"
 
 
-@observable_source_asset(
-    name=SILVER_TABLE,
+# An observable source with a spec (rather than @observable_source_asset) so that it can carry
+# owners and kinds like the assets computed from it.
+silver_spec = AssetSpec(
+    SILVER_TABLE,
     group_name=GROUP,
+    owners=OWNERS,
+    kinds={"delta"},
+    tags={LAYER: "silver"},
+    metadata={COLUMN_SCHEMA: SILVER_COLUMN_SCHEMA},
     description=(
-        "Raw ticks written by a feed (`tickbeta simulate`, `tickbeta import`, or your own): "
-        "columns s, currentPrice, changePercent, event_time (UTC). Observed: its data version "
-        "is the Delta table version."
+        "Raw ticks written by a feed (`tickbeta simulate`, `tickbeta import`, or your own), "
+        "one row per quote: s, currentPrice, changePercent, event_time (UTC); other columns "
+        "are ignored. Not partitioned: Dagster observes it (*Observe*), never writes it; its "
+        "data version is the Delta table version, and each run reads one pinned version."
     ),
 )
+
+
+@multi_observable_source_asset(specs=[silver_spec], name="observe_silver_ticks")
 def silver_ticks(lake: DeltaLake) -> ObserveResult:
     snapshot = lake.require(SILVER_TABLE)
     low, high = lake.column_range(snapshot, EVENT_TIME)
     files = lake.files_overlapping(snapshot, None, datetime.min, datetime.max)
     return ObserveResult(
+        asset_key=silver_spec.key,
         data_version=DataVersion(str(snapshot.version())),
         metadata={
             "silver_version": MetadataValue.int(snapshot.version()),
@@ -50,6 +66,10 @@ def silver_ticks(lake: DeltaLake) -> ObserveResult:
 
 
 def silver_snapshot(context: AssetExecutionContext, lake: DeltaLake) -> DeltaTable:
-    """The silver snapshot every step of this run reads."""
+    """The silver snapshot every step of this run reads; the run is tagged with its version."""
     tagged = context.run.tags.get(SILVER_VERSION_TAG)
-    return lake.pinned(SILVER_TABLE, int(tagged) if tagged else None)
+    snapshot = lake.pinned(SILVER_TABLE, int(tagged) if tagged else None)
+    context.instance.add_run_tags(
+        context.run_id, {SILVER_VERSION_READ_TAG: str(snapshot.version())}
+    )
+    return snapshot

@@ -1,0 +1,135 @@
+"""How the assets present themselves in the Dagster UI: group, owners, layers, table schemas.
+
+Column types come from the Arrow schemas the tables are written with, so the schema a user
+reads in the UI is the one on disk; every column must have a description here (building a
+schema fails on an undescribed column, so a new column cannot reach the UI unexplained).
+"""
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+from dagster import TableColumn, TableSchema
+
+from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
+from beta_assets.feed.simulator import TICK_SCHEMA
+from beta_assets.metrics import GOLD_COLUMNS, MARKET_SCHEMA
+from beta_assets.settings import (
+    CHANGE,
+    EVENT_TIME,
+    MARKET_EVENT_TIME,
+    MARKET_RETURN,
+    PARTITION_HOUR,
+    PRICE,
+    SILVER_VERSION,
+    SYMBOL,
+)
+
+GROUP = "tickbeta"
+OWNERS = ["team:tickbeta"]
+COLUMN_SCHEMA = "dagster/column_schema"
+# A tag per medallion layer lets the asset catalog filter silver / intermediate / gold.
+LAYER = "layer"
+
+WINDOW_START = "window_start"
+_UTC = pa.timestamp("us", tz="UTC")
+
+# Gold's types as window_metrics(...).toArrow() writes them, in GOLD_COLUMNS' order (a column
+# added there without a type here fails at import).
+_GOLD_TYPES = {
+    SYMBOL: pa.string(),
+    WINDOW_START: _UTC,
+    "window_end": _UTC,
+    "beta": pa.float64(),
+    "volatility": pa.float64(),
+    "momentum": pa.float64(),
+    "close_price": pa.float64(),
+    "sample_size": pa.int64(),
+    "cost_of_equity": pa.float64(),
+    "is_final": pa.bool_(),
+}
+GOLD_SCHEMA = pa.schema([(name, _GOLD_TYPES[name]) for name in GOLD_COLUMNS])
+
+# Every derived table also stores the lineage and on-disk partition columns (storage.write_hours).
+_STORED = pa.schema([(SILVER_VERSION, pa.int64()), (PARTITION_HOUR, pa.string())])
+_STORED_DESCRIPTIONS = {
+    SILVER_VERSION: "Version of silver_ticks this row was computed from.",
+    PARTITION_HOUR: "On-disk Delta partition: the UTC hour the row belongs to (2026-01-05T14).",
+}
+
+SILVER_DESCRIPTIONS = {
+    SYMBOL: "Stock symbol; trimmed and upper-cased when read. The market is SPY by default.",
+    PRICE: "Quoted price.",
+    CHANGE: "Change against the previous close in percent: x for a ticker, y for the market.",
+    EVENT_TIME: "When the quote happened (UTC; naive times and parseable text are read as UTC).",
+}
+
+SPY_RETURNS_DESCRIPTIONS = {
+    MARKET_EVENT_TIME: "Time of the market tick (UTC); its hour is the partition.",
+    MARKET_RETURN: "The market's changePercent at that tick: y in the beta regression.",
+}
+
+JOINED_RETURNS_DESCRIPTIONS = {
+    SYMBOL: "Ticker symbol (never the market).",
+    BUCKET_START: "Start of the 5-minute bucket of the ticker ticks; its hour is the partition.",
+    "pair_count": "(ticker tick, market tick within +-1h) pairs of the bucket's ticks.",
+    "x_ref": "Reference x the sums are shifted by (against cancellation).",
+    "y_ref": "Reference y the sums are shifted by (against cancellation).",
+    "sum_x": "Sum over the pairs of (x - x_ref).",
+    "sum_y": "Sum over the pairs of (y - y_ref).",
+    "sum_xx": "Sum over the pairs of (x - x_ref)^2.",
+    "sum_yy": "Sum over the pairs of (y - y_ref)^2.",
+    "sum_xy": "Sum over the pairs of (x - x_ref)(y - y_ref).",
+    "x_min": "Smallest x over the pairs (x_min = x_max: zero variance, decided exactly).",
+    "x_max": "Largest x over the pairs.",
+    "y_min": "Smallest y over the pairs (y_min = y_max: the market is constant, beta is null).",
+    "y_max": "Largest y over the pairs.",
+    "paired_ticks": "Ticker ticks with at least one market tick within +-1h.",
+    "unpaired_ticks": "Ticker ticks with no market tick within +-1h (they count in no window).",
+    "last_paired_time": "Time of the bucket's latest paired ticker tick.",
+    "last_paired_price": "Price of that tick (the higher one at equal times): gold's close_price.",
+}
+
+GOLD_DESCRIPTIONS = {
+    SYMBOL: "Ticker symbol.",
+    WINDOW_START: "Start of the 2-hour window (a multiple of 5 min); its hour is the partition.",
+    "window_end": "window_start + 2 hours (exclusive).",
+    "beta": (
+        "covar_samp(x, y) / var_samp(y) over the window's pairs, x the ticker's and y the "
+        "market's changePercent; null when the market side is constant or has one pair."
+    ),
+    "volatility": "stddev_samp(x) over the pairs.",
+    "momentum": "avg(x) over the pairs.",
+    "close_price": "Price of the latest ticker tick in the window that has a market pair.",
+    "sample_size": "Pairs in the window; windows with fewer than min_sample_size are dropped.",
+    "cost_of_equity": "CAPM: risk_free_rate + beta * market_premium.",
+    "is_final": (
+        "True when the notebook's streaming query would already have emitted the window "
+        "(window_end < min(market, ticker high-water mark) - 3h watermark - 1h band); "
+        "false windows are provisional and recomputed as ticks arrive."
+    ),
+}
+
+
+def table_schema(columns: pa.Schema, descriptions: Mapping[str, str]) -> TableSchema:
+    """A Dagster table schema of Arrow columns; every column needs a description."""
+    undescribed = [name for name in columns.names if name not in descriptions]
+    if undescribed:
+        raise KeyError(f"columns without a description: {undescribed}")
+    return TableSchema(
+        columns=[
+            TableColumn(name=field.name, type=str(field.type), description=descriptions[field.name])
+            for field in columns
+        ]
+    )
+
+
+def _stored(columns: pa.Schema, descriptions: Mapping[str, str]) -> TableSchema:
+    return table_schema(
+        pa.unify_schemas([columns, _STORED]), {**descriptions, **_STORED_DESCRIPTIONS}
+    )
+
+
+SILVER_COLUMN_SCHEMA = table_schema(TICK_SCHEMA, SILVER_DESCRIPTIONS)
+SPY_RETURNS_COLUMN_SCHEMA = _stored(MARKET_SCHEMA, SPY_RETURNS_DESCRIPTIONS)
+JOINED_RETURNS_COLUMN_SCHEMA = _stored(BUCKET_SCHEMA, JOINED_RETURNS_DESCRIPTIONS)
+GOLD_COLUMN_SCHEMA = _stored(GOLD_SCHEMA, GOLD_DESCRIPTIONS)
