@@ -20,12 +20,13 @@ from beta_assets.assets.catalog import (
 )
 from beta_assets.assets.reporting import (
     Stopwatch,
+    add_partition_metadata,
     commit_metadata,
     metrics_plot,
     partition_span,
     preview,
+    run_metadata,
     spark_job_label,
-    written_metadata,
 )
 from beta_assets.assets.silver import silver_snapshot, writer_pool
 from beta_assets.band import BUCKET_SCHEMA
@@ -90,15 +91,22 @@ def gold_beta_metrics(
         f"{written.rows} windows of {_symbols(rows)} symbols in {written.hours} hours, "
         f"{final} final (window_end before {cutoff})"
     )
+    add_partition_metadata(context, rows, WINDOW_START, partition_details)
     return MaterializeResult(
         metadata={
-            **written_metadata(rows, WINDOW_START, written, version, watch, lake.uri(GOLD_TABLE)),
+            **run_metadata(written, version, watch, lake.uri(GOLD_TABLE)),
             "final_before": str(cutoff or ""),
-            "final_windows": final,
-            "preview": preview(rows, [(WINDOW_START, "descending"), (SYMBOL, "ascending")]),
             "plot": metrics_plot(rows, SYMBOL, WINDOW_START),
         }
     )
+
+
+def partition_details(rows: pa.Table) -> dict:
+    """What a gold partition's page shows beyond counts: its final windows and latest rows."""
+    return {
+        "final_windows": final_windows(rows),
+        "preview": preview(rows, [(WINDOW_START, "descending"), (SYMBOL, "ascending")]),
+    }
 
 
 def final_windows(rows: pa.Table) -> int:

@@ -3,6 +3,7 @@
 import base64
 import io
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import pandas as pd
@@ -13,6 +14,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from PIL import Image
 
+from beta_assets.partitions import hourly_partitions
 from beta_assets.storage import SilverRead, WrittenHours
 
 PREVIEW_ROWS = 20
@@ -54,25 +56,48 @@ def commit_metadata(context: AssetExecutionContext, silver_version: int) -> dict
     }
 
 
-def written_metadata(
-    rows: pa.Table,
-    time_column: str,
-    written: WrittenHours,
-    silver_version: int,
-    watch: Stopwatch,
-    table_uri: str,
+def run_metadata(
+    written: WrittenHours, silver_version: int, watch: Stopwatch, table_uri: str
 ) -> dict:
-    low, high = _time_range(rows, time_column)
+    """What every partition of a run shares: the table, its commit, the silver read, the time."""
     return {
-        "dagster/row_count": MetadataValue.int(written.rows),
         "dagster/uri": MetadataValue.path(table_uri),
         "silver_version": MetadataValue.int(silver_version),
         "table_version": MetadataValue.int(written.table_version),
         "hours_replaced": MetadataValue.int(written.hours),
-        "event_time_min": MetadataValue.text(low),
-        "event_time_max": MetadataValue.text(high),
+        "rows_in_run": MetadataValue.int(written.rows),
         "elapsed_seconds": MetadataValue.float(watch.seconds()),
     }
+
+
+def add_partition_metadata(
+    context: AssetExecutionContext,
+    rows: pa.Table,
+    time_column: str,
+    details: Callable[[pa.Table], dict] | None = None,
+) -> None:
+    """Each partition's own row count and time range (and `details` of its rows).
+
+    A run over a range reports one materialization per partition: without this, every
+    partition's page would show the counts of the whole run.
+    """
+    keys = partition_keys_of(rows, time_column)
+    for key in context.partition_keys:
+        own = rows.filter(pc.equal(keys, key))
+        low, high = _time_range(own, time_column)
+        metadata = {
+            "dagster/row_count": MetadataValue.int(own.num_rows),
+            "event_time_min": MetadataValue.text(low),
+            "event_time_max": MetadataValue.text(high),
+            **(details(own) if details else {}),
+        }
+        context.add_asset_metadata(metadata, partition_key=key)
+
+
+def partition_keys_of(rows: pa.Table, time_column: str) -> pa.ChunkedArray:
+    """The hourly partition key of every row, from the hour its `time_column` falls in."""
+    hours = pc.floor_temporal(rows.column(time_column), unit="hour")
+    return pc.strftime(hours, format=hourly_partitions.fmt)
 
 
 def read_metadata(silver: SilverRead) -> dict:
@@ -95,7 +120,7 @@ def preview(rows: pa.Table, sort_by: list[tuple[str, str]]) -> MetadataValue:
 def metrics_plot(
     rows: pa.Table, symbol: str, time_column: str, top: int = PLOT_SYMBOLS
 ) -> MetadataValue:
-    """Beta and cost of equity over window start for the `top` symbols by total sample size.
+    """Beta and cost of equity over time for the `top` symbols by total sample size.
 
     A PNG inside markdown as a data URI: the Dagster UI's markdown renderer allows `data:`
     image sources, so the plot shows on the materialization with nothing stored elsewhere.
@@ -106,9 +131,10 @@ def metrics_plot(
     symbols = top_symbols(frame, symbol, top)
     picture = _plot_png(frame, symbol, time_column, symbols)
     names = ", ".join(symbols)
+    low, high = _time_range(rows, time_column)
     return MetadataValue.md(
-        f"Beta and cost of equity by {time_column} for the {len(symbols)} symbols with the "
-        f"most pairs: {names}\n\n"
+        f"Beta and cost of equity by {time_column} ({low} ... {high}, every partition of the "
+        f"run) for the {len(symbols)} symbols with the most pairs: {names}\n\n"
         f"![beta and cost of equity of {names}](data:image/png;base64,{picture})"
     )
 

@@ -20,11 +20,12 @@ from beta_assets.assets.catalog import (
 )
 from beta_assets.assets.reporting import (
     Stopwatch,
+    add_partition_metadata,
     commit_metadata,
     partition_span,
     read_metadata,
+    run_metadata,
     spark_job_label,
-    written_metadata,
 )
 from beta_assets.assets.silver import silver_snapshot, silver_ticks, writer_pool
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
@@ -91,16 +92,10 @@ def spy_returns(
         f"{written.rows} {settings.market_symbol} ticks in {written.hours} hours "
         f"from silver v{silver.version}"
     )
+    add_partition_metadata(context, market, MARKET_EVENT_TIME)
     return MaterializeResult(
         metadata={
-            **written_metadata(
-                market,
-                MARKET_EVENT_TIME,
-                written,
-                silver.version,
-                watch,
-                lake.uri(SPY_RETURNS_TABLE),
-            ),
+            **run_metadata(written, silver.version, watch, lake.uri(SPY_RETURNS_TABLE)),
             **read_metadata(silver),
         }
     )
@@ -160,14 +155,12 @@ def joined_returns(
         f"({tick_counts['unpaired_ticks']} with no market tick within the band) paired with "
         f"{len(market_rows)} market ticks into {written.rows} buckets, silver v{silver.version}"
     )
+    add_partition_metadata(context, rows, BUCKET_START, ticker_tick_counts)
     return MaterializeResult(
         metadata={
-            **written_metadata(
-                rows, BUCKET_START, written, silver.version, watch, lake.uri(JOINED_RETURNS_TABLE)
-            ),
+            **run_metadata(written, silver.version, watch, lake.uri(JOINED_RETURNS_TABLE)),
             **read_metadata(silver),
-            **tick_counts,
-            "market_ticks": len(market_rows),
+            "market_ticks_read": len(market_rows),
         }
     )
 
