@@ -1,12 +1,14 @@
 """The code location: assembles assets, jobs, resources and the executor; nothing else."""
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dagster import (
     AnchorBasedFilePathMapping,
     AssetSelection,
+    BetaWarning,
     DefaultSensorStatus,
     Definitions,
     define_asset_job,
@@ -77,18 +79,21 @@ def build_definitions(env: Mapping[str, str]) -> Definitions:
 def with_code_references(assets: Sequence, env: Mapping[str, str]) -> Sequence:
     """Each asset links to the code that defines it: a file on this machine by default, the
     repository's page when TICKBETA_GIT_URL names one (a deployed UI has no checkout)."""
-    referenced = with_source_code_references(assets)
-    git_url = env.get(GIT_URL_ENV)
-    if not git_url:
-        return referenced
-    return link_code_references_to_git(
-        referenced,
-        git_url=git_url,
-        git_branch=env.get(GIT_BRANCH_ENV) or DEFAULT_GIT_BRANCH,
-        file_path_mapping=AnchorBasedFilePathMapping(
-            local_file_anchor=REPOSITORY_ROOT, file_anchor_path_in_repository=""
-        ),
-    )
+    # These APIs are beta: their warnings would repeat on every load of the code location.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        referenced = with_source_code_references(assets)
+        git_url = env.get(GIT_URL_ENV)
+        if not git_url:
+            return referenced
+        return link_code_references_to_git(
+            referenced,
+            git_url=git_url,
+            git_branch=env.get(GIT_BRANCH_ENV) or DEFAULT_GIT_BRANCH,
+            file_path_mapping=AnchorBasedFilePathMapping(
+                local_file_anchor=REPOSITORY_ROOT, file_anchor_path_in_repository=""
+            ),
+        )
 
 
 def sensor_default_status(env: Mapping[str, str]) -> DefaultSensorStatus:
