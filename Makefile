@@ -24,8 +24,9 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/tickbeta demo
 
-## The test suite (one local Spark session, small generated data).
-test: $(STAMP)
+## The test suite (one local Spark session, small generated data). DAGSTER_HOME must exist:
+## `dagster definitions validate` in the tests refuses a missing one.
+test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pytest
 
 ## The Dagster UI on http://localhost:3000 over ./data/lake.
