@@ -9,6 +9,7 @@ from dagster import (
 )
 
 from beta_assets.assets.reporting import Stopwatch, commit_metadata, preview, written_metadata
+from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import GROUP, silver_snapshot, writer_pool
 from beta_assets.band import BUCKET_SCHEMA
 from beta_assets.config import BetaMetricsConfig
@@ -37,6 +38,7 @@ WINDOW_START = "window_start"
         "is_final (the streaming query would have emitted it) and the silver version read."
     ),
 )
+@retry_transient_failures
 def gold_beta_metrics(
     context: AssetExecutionContext,
     spark: SparkSessionResource,

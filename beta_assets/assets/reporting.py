@@ -39,6 +39,8 @@ def written_metadata(
         "silver_version": MetadataValue.int(silver_version),
         "table_version": MetadataValue.int(written.table_version),
         "hours_replaced": MetadataValue.int(written.hours),
+        # Hours this silver version had already produced: a replayed run, rewritten identically.
+        "hours_replayed": MetadataValue.int(written.replayed_hours),
         "event_time_min": MetadataValue.text(low),
         "event_time_max": MetadataValue.text(high),
         "elapsed_seconds": MetadataValue.float(watch.seconds()),

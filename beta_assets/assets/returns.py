@@ -1,5 +1,6 @@
 """spy_returns (the market series) and joined_returns (pair sums per symbol and 5-min bucket)."""
 
+import pyarrow.compute as pc
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -14,6 +15,7 @@ from beta_assets.assets.reporting import (
     read_metadata,
     written_metadata,
 )
+from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import GROUP, silver_snapshot, silver_ticks, writer_pool
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.config import BetaMetricsConfig
@@ -21,13 +23,20 @@ from beta_assets.metrics import (
     MARKET_SCHEMA,
     bucket_sums,
     in_time_range,
-    market_returns,
+    market_and_rejected_rows,
     market_series,
     prepared_ticks,
     ticker_ticks,
     typed_ticks,
 )
 from beta_assets.partitions import BAND_REACH, hourly_partitions, market_band_mapping
+from beta_assets.quarantine import (
+    market_series_rows,
+    quarantine_rows,
+    reason_counts,
+    split_rows,
+    write_quarantine,
+)
 from beta_assets.settings import JOINED_RETURNS_TABLE, MARKET_EVENT_TIME, SPY_RETURNS_TABLE
 from beta_assets.storage import read_hours_arrow, read_silver, write_hours
 from resources.lake import DeltaLake
@@ -47,6 +56,7 @@ from resources.spark import SparkSessionResource
         "(= its changePercent), for the hour they happened in."
     ),
 )
+@retry_transient_failures
 def spy_returns(
     context: AssetExecutionContext,
     spark: SparkSessionResource,
@@ -57,25 +67,26 @@ def spy_returns(
     start, end = context.partition_time_window
     settings = metrics.settings()
     silver = read_silver(spark.spark_session, lake, silver_snapshot(context, lake), start, end)
-    ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
-    market = market_returns(ticks, settings.market_symbol).toArrow()
+    rows = market_and_rejected_rows(typed_ticks(silver.frame), settings, start, end).toArrow()
+    market_rows, rejected = split_rows(rows)
+    market, duplicates = market_series_rows(market_rows)
+    commit = commit_metadata(context, silver.version)
+    write_quarantine(lake, quarantine_rows(rejected, silver.version), start, end, commit)
     written = write_hours(
-        lake,
-        SPY_RETURNS_TABLE,
-        market,
-        MARKET_EVENT_TIME,
-        start,
-        end,
-        silver.version,
-        commit_metadata(context, silver.version),
+        lake, SPY_RETURNS_TABLE, market, MARKET_EVENT_TIME, start, end, silver.version, commit
     )
+    rejected_by_reason = reason_counts(rejected)
     context.log.info(
-        f"{written.rows} market ticks in {written.hours} hours from silver v{silver.version}"
+        f"{written.rows} market ticks in {written.hours} hours from silver v{silver.version}; "
+        f"quarantined {rejected_by_reason or 'nothing'}; {duplicates} duplicate market ticks"
     )
     return MaterializeResult(
         metadata={
             **written_metadata(market, MARKET_EVENT_TIME, written, silver.version, watch),
             **read_metadata(silver),
+            "duplicate_market_ticks": duplicates,
+            "quarantined_rows": sum(rejected_by_reason.values()),
+            **{f"quarantined_{reason}": count for reason, count in rejected_by_reason.items()},
         }
     )
 
@@ -94,6 +105,7 @@ def spy_returns(
         "min/max of both sides and the latest paired tick. Gold rolls 24 buckets into a window."
     ),
 )
+@retry_transient_failures
 def joined_returns(
     context: AssetExecutionContext,
     spark: SparkSessionResource,
@@ -121,13 +133,16 @@ def joined_returns(
         silver.version,
         commit_metadata(context, silver.version),
     )
+    duplicates = pc.sum(rows.column("duplicate_ticks")).as_py() or 0
     context.log.info(
-        f"{written.rows} buckets from {len(market_rows)} market ticks, silver v{silver.version}"
+        f"{written.rows} buckets from {len(market_rows)} market ticks, silver v{silver.version}; "
+        f"{duplicates} duplicate ticks counted once"
     )
     return MaterializeResult(
         metadata={
             **written_metadata(rows, BUCKET_START, written, silver.version, watch),
             **read_metadata(silver),
             "market_ticks": len(market_rows),
+            "duplicate_ticks": duplicates,
         }
     )
