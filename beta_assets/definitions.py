@@ -1,13 +1,16 @@
 """The code location: assembles assets, jobs, resources and the executor; nothing else."""
 
 import os
+import warnings
 from collections.abc import Mapping
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster._utils.warnings import BetaWarning
 
 from beta_assets.assets.gold import gold_beta_metrics
 from beta_assets.assets.returns import joined_returns, spy_returns
 from beta_assets.assets.silver import silver_ticks
+from beta_assets.checks import silver_ticks_checks
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.partitions import hourly_partitions
 from beta_assets.resources import lake_from_environment, spark_from_environment
@@ -18,11 +21,15 @@ from beta_assets.sensors import (
 )
 from beta_assets.settings import SENSOR_INTERVAL_ENV, SENSOR_MAX_PARTITIONS_ENV
 
+# Single-run backfills and observable source assets are marked beta; we rely on both knowingly.
+warnings.filterwarnings("ignore", category=BetaWarning)
+
 computed_assets = [spy_returns, joined_returns, gold_beta_metrics]
 
 beta_pipeline = define_asset_job(
     "beta_pipeline",
-    selection=AssetSelection.assets(*computed_assets),
+    # Silver's checks run first in every run and block the assets when silver is broken.
+    selection=AssetSelection.assets(*computed_assets) | AssetSelection.checks(silver_ticks_checks),
     partitions_def=hourly_partitions,
     description="silver ticks -> spy_returns -> joined_returns -> gold_beta_metrics",
 )
@@ -32,6 +39,7 @@ def build_definitions(env: Mapping[str, str]) -> Definitions:
     """The code location for an environment (TICKBETA_* variables, see README)."""
     return Definitions(
         assets=[silver_ticks, *computed_assets],
+        asset_checks=[silver_ticks_checks],
         jobs=[beta_pipeline],
         sensors=[
             build_silver_sensor(

@@ -126,6 +126,28 @@ def market_and_rejected_rows(
     return with_noise(rows, settings.noise_amplitude) if settings.noise else rows
 
 
+def silver_quality_counts(
+    typed: DataFrame, market_symbol: str, start: datetime, end: datetime
+) -> DataFrame:
+    """Tick counts per (hour, quarantine reason, is market) in [start, end), plus the rows
+    with no usable event time (hour null)."""
+    event_time = F.col(EVENT_TIME)
+    scoped = typed.filter(
+        event_time.isNull() | ((event_time >= F.lit(start)) & (event_time < F.lit(end)))
+    )
+    return scoped.groupBy(
+        F.date_trunc("hour", event_time).alias("hour"),
+        F.col(QUARANTINE_REASON),
+        F.coalesce(F.col(SYMBOL) == market_symbol, F.lit(False)).alias("is_market"),
+    ).count()
+
+
+def duplicate_tick_count(ticks: DataFrame) -> int:
+    """Ticks beyond the first of each identical (symbol, time, price, change)."""
+    repeated = ticks.groupBy(SYMBOL, EVENT_TIME, PRICE, CHANGE).count().filter("count > 1")
+    return int(repeated.agg(F.sum(F.col("count") - 1)).first()[0] or 0)
+
+
 def with_noise(ticks: DataFrame, amplitude: float) -> DataFrame:
     """The notebook's (rand() - 0.5) * amplitude, drawn from a hash of the tick itself.
 

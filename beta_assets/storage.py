@@ -142,6 +142,7 @@ class WrittenHours:
     rows: int
     hours: int
     replayed_hours: int  # hours already written from this silver version before
+    table: pa.Table  # the rows as written, with lineage and partition columns
 
 
 def hour_app_id(table: str, hour: str) -> str:
@@ -184,4 +185,4 @@ def write_hours(
         commit_metadata,
         app_versions=dict.fromkeys(app_ids, silver_version),
     )
-    return WrittenHours(version, rows.num_rows, len(hours), replayed)
+    return WrittenHours(version, rows.num_rows, len(hours), replayed, stamped)

@@ -42,6 +42,10 @@ class HighWaterMarks:
         latest = min(self.market, self.tickers)
         return latest.replace(microsecond=latest.microsecond // 1000 * 1000) - FINALITY_LAG
 
+    def latest(self) -> datetime | None:
+        """The latest tick of either side."""
+        return _later(self.market, self.tickers)
+
     def watermark(self, is_market: bool) -> datetime | None:
         latest = self.market if is_market else self.tickers
         return latest - WATERMARK if latest is not None else None

@@ -18,6 +18,12 @@ from beta_assets.assets.reporting import (
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import GROUP, silver_snapshot, silver_ticks, writer_pool
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
+from beta_assets.checks import (
+    JOINED_CHECKS,
+    SPY_CHECKS,
+    joined_returns_results,
+    spy_returns_results,
+)
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import (
     MARKET_SCHEMA,
@@ -48,6 +54,7 @@ from resources.spark import SparkSessionResource
     partitions_def=hourly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[silver_ticks],
+    check_specs=SPY_CHECKS,
     group_name=GROUP,
     kinds={"spark", "delta"},
     pool=writer_pool(SPY_RETURNS_TABLE),
@@ -87,7 +94,8 @@ def spy_returns(
             "duplicate_market_ticks": duplicates,
             "quarantined_rows": sum(rejected_by_reason.values()),
             **{f"quarantined_{reason}": count for reason, count in rejected_by_reason.items()},
-        }
+        },
+        check_results=list(spy_returns_results(written.table)),
     )
 
 
@@ -96,6 +104,7 @@ def spy_returns(
     partitions_def=hourly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=market_band_mapping)],
+    check_specs=JOINED_CHECKS,
     group_name=GROUP,
     kinds={"spark", "delta"},
     pool=writer_pool(JOINED_RETURNS_TABLE),
@@ -121,7 +130,8 @@ def joined_returns(
     )
     silver = read_silver(session, lake, silver_snapshot(context, lake), start, end)
     ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
-    buckets = bucket_sums(ticker_ticks(ticks, settings.market_symbol), market_series(market_rows))
+    tickers = ticker_ticks(ticks, settings.market_symbol)
+    buckets = bucket_sums(tickers, market_series(market_rows))
     rows = buckets.toArrow().cast(BUCKET_SCHEMA)
     written = write_hours(
         lake,
@@ -144,5 +154,6 @@ def joined_returns(
             **read_metadata(silver),
             "market_ticks": len(market_rows),
             "duplicate_ticks": duplicates,
-        }
+        },
+        check_results=list(joined_returns_results(written.table, tickers.count())),
     )
