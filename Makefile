@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: install demo test ui live lint bench clean
+.PHONY: install demo test pipeline-checks ui live lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 ## `dagster definitions validate` in the tests refuses a missing one.
 test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pytest
+
+## The sample pipeline through the Dagster CLI on a fresh lake; fails if any check fails.
+pipeline-checks: $(STAMP)
+	.ci/pipeline_checks
 
 ## The Dagster UI on http://localhost:3000 over ./data/lake.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml

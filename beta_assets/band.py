@@ -21,15 +21,13 @@ from beta_assets.settings import CHANGE, EVENT_TIME, PRICE, SYMBOL
 MICROS = 1_000_000
 
 BUCKET_START = "bucket_start"
-FIRST_TICK_TIME = "first_tick_time"
 
-# One partial row per (symbol, bucket) of a batch; the Spark layer merges partials of the same
-# bucket that came from different batches.
-PARTIAL_SCHEMA = pa.schema(
+# joined_returns: one row per (symbol, 5-minute bucket of its ticks). x is the ticker's
+# changePercent, y the market's; sums are over the bucket's pairs, shifted by x_ref / y_ref.
+BUCKET_SCHEMA = pa.schema(
     [
         (SYMBOL, pa.string()),
         (BUCKET_START, pa.timestamp("us", tz="UTC")),
-        (FIRST_TICK_TIME, pa.timestamp("us", tz="UTC")),
         ("pair_count", pa.int64()),
         ("x_ref", pa.float64()),
         ("y_ref", pa.float64()),
@@ -44,13 +42,13 @@ PARTIAL_SCHEMA = pa.schema(
         ("y_max", pa.float64()),
         ("paired_ticks", pa.int64()),
         ("unpaired_ticks", pa.int64()),
+        ("duplicate_ticks", pa.int64()),
         ("last_paired_time", pa.timestamp("us", tz="UTC")),
         ("last_paired_price", pa.float64()),
     ]
 )
-
-# joined_returns: one row per (symbol, bucket), partials merged.
-BUCKET_SCHEMA = PARTIAL_SCHEMA.remove(PARTIAL_SCHEMA.get_field_index(FIRST_TICK_TIME))
+# What a window adds up from its buckets (tick counts stay per bucket).
+WINDOW_FIELDS = [name for name in BUCKET_SCHEMA.names if name not in (SYMBOL, "duplicate_ticks")]
 
 
 @dataclass(frozen=True)
@@ -101,31 +99,47 @@ class MarketSeries:
         )
 
 
-def bucket_partials(
-    batch: pa.RecordBatch,
+def bucket_sums(
+    ticks: pa.Table | pa.RecordBatch,
     market: MarketSeries,
     band_us: int,
     bucket_us: int,
 ) -> pa.RecordBatch:
-    """Pair sums per (symbol, bucket) over the ticker ticks of one batch."""
-    if batch.num_rows == 0:
-        return _empty_partials()
-    times = _epoch_micros(batch.column(EVENT_TIME))
-    x = np.asarray(batch.column(CHANGE).to_numpy(zero_copy_only=False), dtype=np.float64)
-    prices = np.asarray(batch.column(PRICE).to_numpy(zero_copy_only=False), dtype=np.float64)
-    symbols = pc.dictionary_encode(batch.column(SYMBOL))
-    symbol_codes = np.asarray(symbols.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    buckets = times // bucket_us * bucket_us
+    """Pair sums per (symbol, bucket), from ALL the ticker ticks of the symbols in `ticks`.
 
-    # Group rows of the same (symbol, bucket): a stable sort keeps batch order inside a group.
-    order = np.lexsort((buckets, symbol_codes))
-    times, x, prices = times[order], x[order], prices[order]
-    symbol_codes, buckets = symbol_codes[order], buckets[order]
-    new_group = np.empty(len(order), dtype=bool)
-    new_group[0] = True
+    Exact duplicate ticks (same symbol, time, price and change: a replayed file) count once.
+    """
+    if ticks.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=BUCKET_SCHEMA)
+    if isinstance(ticks, pa.Table):
+        ticks = ticks.combine_chunks().to_batches()[0]
+    times = _epoch_micros(ticks.column(EVENT_TIME))
+    x = np.asarray(ticks.column(CHANGE).to_numpy(zero_copy_only=False), dtype=np.float64)
+    prices = np.asarray(ticks.column(PRICE).to_numpy(zero_copy_only=False), dtype=np.float64)
+    symbols = pc.dictionary_encode(ticks.column(SYMBOL))
+    symbol_codes = np.asarray(symbols.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    # Sorted by symbol, time, price, change: buckets are contiguous, duplicates adjacent,
+    # and the last paired tick of a bucket is its latest one (the higher price on ties).
+    order = np.lexsort((x, prices, times, symbol_codes))
+    times, x, prices, symbol_codes = times[order], x[order], prices[order], symbol_codes[order]
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[1:] = (
+        (symbol_codes[1:] == symbol_codes[:-1])
+        & (times[1:] == times[:-1])
+        & (prices[1:] == prices[:-1])
+        & (x[1:] == x[:-1])
+    )
+    buckets = times // bucket_us * bucket_us
+    new_group = np.ones(len(order), dtype=bool)
     new_group[1:] = (symbol_codes[1:] != symbol_codes[:-1]) | (buckets[1:] != buckets[:-1])
     starts = np.flatnonzero(new_group)
-    group_of_row = np.cumsum(new_group) - 1
+    duplicates = np.add.reduceat(repeated.astype(np.int64), starts)
+    keep = ~repeated
+    times, x, prices = times[keep], x[keep], prices[keep]
+    symbol_codes, buckets = symbol_codes[keep], buckets[keep]
+    starts = np.flatnonzero(new_group[keep])
+    group_of_row = np.cumsum(new_group[keep]) - 1
 
     lo, hi = market.band(times, band_us)
     counts = hi - lo
@@ -133,7 +147,7 @@ def bucket_partials(
     sum_y_per_tick = market.prefix_y[hi] - market.prefix_y[lo]
     sum_yy_per_tick = market.prefix_yy[hi] - market.prefix_yy[lo]
 
-    x_ref = x[starts]
+    x_ref = x[starts]  # the bucket's earliest tick
     dx = x - x_ref[group_of_row]
     weighted_dx = counts * dx
 
@@ -142,17 +156,13 @@ def bucket_partials(
 
     pair_count = group_sum(counts)
     paired_ticks = group_sum(paired.astype(np.int64))
-    has_pairs = pair_count > 0
-
-    x_min = np.minimum.reduceat(np.where(paired, x, np.inf), starts)
-    x_max = np.maximum.reduceat(np.where(paired, x, -np.inf), starts)
+    no_pairs = pair_count == 0
+    last_paired = np.maximum.reduceat(np.where(paired, np.arange(len(times)), -1), starts)
     y_min, y_max = _bucket_market_extremes(lo, hi, paired, starts, market)
-    last_time, last_price = _last_paired_tick(times, prices, paired, group_of_row, len(starts))
 
     columns = {
         SYMBOL: pc.take(symbols.dictionary, pa.array(symbol_codes[starts])),
         BUCKET_START: _timestamps(buckets[starts]),
-        FIRST_TICK_TIME: _timestamps(np.minimum.reduceat(times, starts)),
         "pair_count": pa.array(pair_count, pa.int64()),
         "x_ref": pa.array(x_ref),
         "y_ref": pa.array(np.full(len(starts), market.y_ref)),
@@ -161,16 +171,17 @@ def bucket_partials(
         "sum_xx": pa.array(group_sum(weighted_dx * dx)),
         "sum_yy": pa.array(group_sum(sum_yy_per_tick)),
         "sum_xy": pa.array(group_sum(dx * sum_y_per_tick)),
-        "x_min": pa.array(x_min, mask=~has_pairs),
-        "x_max": pa.array(x_max, mask=~has_pairs),
-        "y_min": pa.array(y_min, mask=~has_pairs),
-        "y_max": pa.array(y_max, mask=~has_pairs),
+        "x_min": pa.array(np.minimum.reduceat(np.where(paired, x, np.inf), starts), mask=no_pairs),
+        "x_max": pa.array(np.maximum.reduceat(np.where(paired, x, -np.inf), starts), mask=no_pairs),
+        "y_min": pa.array(y_min, mask=no_pairs),
+        "y_max": pa.array(y_max, mask=no_pairs),
         "paired_ticks": pa.array(paired_ticks, pa.int64()),
-        "unpaired_ticks": pa.array(np.diff(np.append(starts, len(order))) - paired_ticks),
-        "last_paired_time": _timestamps(last_time, mask=~has_pairs),
-        "last_paired_price": pa.array(last_price, mask=~has_pairs),
+        "unpaired_ticks": pa.array(np.diff(np.append(starts, len(times))) - paired_ticks),
+        "duplicate_ticks": pa.array(duplicates, pa.int64()),
+        "last_paired_time": _timestamps(times[last_paired], mask=no_pairs),
+        "last_paired_price": pa.array(prices[last_paired], mask=no_pairs),
     }
-    return pa.RecordBatch.from_pydict(columns, schema=PARTIAL_SCHEMA)
+    return pa.RecordBatch.from_pydict(columns, schema=BUCKET_SCHEMA)
 
 
 def _bucket_market_extremes(
@@ -197,29 +208,6 @@ def _bucket_market_extremes(
     return y_min, y_max
 
 
-def _last_paired_tick(
-    times: np.ndarray,
-    prices: np.ndarray,
-    paired: np.ndarray,
-    group_of_row: np.ndarray,
-    group_count: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Time and price of the latest paired tick per group; ties go to the higher price."""
-    rows = np.flatnonzero(paired)
-    last_time = np.zeros(group_count, dtype=np.int64)
-    last_price = np.full(group_count, np.nan)
-    if len(rows) == 0:
-        return last_time, last_price
-    # Sort paired rows by (group, time, price): the last row of each group is the one.
-    order = rows[np.lexsort((prices[rows], times[rows], group_of_row[rows]))]
-    groups = group_of_row[order]
-    is_last = np.append(groups[1:] != groups[:-1], True)
-    chosen = order[is_last]
-    last_time[group_of_row[chosen]] = times[chosen]
-    last_price[group_of_row[chosen]] = prices[chosen]
-    return last_time, last_price
-
-
 def _epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     as_micros = pc.cast(column, pa.timestamp("us", tz="UTC"))
     return np.asarray(as_micros.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -227,7 +215,3 @@ def _epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def _timestamps(micros: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     return pa.array(micros, pa.int64(), mask=mask).cast(pa.timestamp("us", tz="UTC"))
-
-
-def _empty_partials() -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=PARTIAL_SCHEMA)

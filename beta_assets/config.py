@@ -34,6 +34,17 @@ class BetaMetricsConfig(ConfigurableResource):
         default=NOISE_AMPLITUDE, ge=0, description="Width of the noise: (u - 0.5) * amplitude."
     )
 
+    max_bad_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Check silver_value_shares fails (and blocks the run) above this share of "
+        "unusable ticks.",
+    )
+    freshness_bound_minutes: float = Field(
+        default=60, gt=0, description="Check gold_fresh warns when gold lags silver by more."
+    )
+
     def settings(self) -> MetricSettings:
         return MetricSettings(
             market_symbol=self.market_symbol.strip().upper(),

@@ -8,18 +8,19 @@ from pathlib import Path
 from dagster import (
     AnchorBasedFilePathMapping,
     AssetSelection,
-    BetaWarning,
     DefaultSensorStatus,
     Definitions,
     define_asset_job,
     in_process_executor,
     link_code_references_to_git,
-    with_source_code_references,
 )
+from dagster._utils.warnings import BetaWarning
 
+from beta_assets.assets.catalog import with_local_code_references
 from beta_assets.assets.gold import gold_beta_metrics
 from beta_assets.assets.returns import joined_returns, spy_returns
 from beta_assets.assets.silver import silver_ticks
+from beta_assets.checks import silver_ticks_checks
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.partitions import hourly_partitions
 from beta_assets.resources import lake_from_environment, spark_from_environment
@@ -38,12 +39,17 @@ from beta_assets.settings import (
     SENSOR_STATUS_ENV,
 )
 
+# Single-run backfills, observable source assets and code references are marked beta; we rely
+# on them knowingly (their warnings would repeat on every load of the code location).
+warnings.filterwarnings("ignore", category=BetaWarning)
+
 computed_assets = [spy_returns, joined_returns, gold_beta_metrics]
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 beta_pipeline = define_asset_job(
     "beta_pipeline",
-    selection=AssetSelection.assets(*computed_assets),
+    # Silver's checks run first in every run and block the assets when silver is broken.
+    selection=AssetSelection.assets(*computed_assets) | AssetSelection.checks(silver_ticks_checks),
     partitions_def=hourly_partitions,
     description="silver ticks -> spy_returns -> joined_returns -> gold_beta_metrics",
 )
@@ -53,6 +59,7 @@ def build_definitions(env: Mapping[str, str]) -> Definitions:
     """The code location for an environment (TICKBETA_* variables, see README)."""
     return Definitions(
         assets=with_code_references([silver_ticks, *computed_assets], env),
+        asset_checks=[silver_ticks_checks],
         jobs=[beta_pipeline],
         sensors=[
             build_silver_sensor(
@@ -79,21 +86,18 @@ def build_definitions(env: Mapping[str, str]) -> Definitions:
 def with_code_references(assets: Sequence, env: Mapping[str, str]) -> Sequence:
     """Each asset links to the code that defines it: a file on this machine by default, the
     repository's page when TICKBETA_GIT_URL names one (a deployed UI has no checkout)."""
-    # These APIs are beta: their warnings would repeat on every load of the code location.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BetaWarning)
-        referenced = with_source_code_references(assets)
-        git_url = env.get(GIT_URL_ENV)
-        if not git_url:
-            return referenced
-        return link_code_references_to_git(
-            referenced,
-            git_url=git_url,
-            git_branch=env.get(GIT_BRANCH_ENV) or DEFAULT_GIT_BRANCH,
-            file_path_mapping=AnchorBasedFilePathMapping(
-                local_file_anchor=REPOSITORY_ROOT, file_anchor_path_in_repository=""
-            ),
-        )
+    referenced = with_local_code_references(assets)
+    git_url = env.get(GIT_URL_ENV)
+    if not git_url:
+        return referenced
+    return link_code_references_to_git(
+        referenced,
+        git_url=git_url,
+        git_branch=env.get(GIT_BRANCH_ENV) or DEFAULT_GIT_BRANCH,
+        file_path_mapping=AnchorBasedFilePathMapping(
+            local_file_anchor=REPOSITORY_ROOT, file_anchor_path_in_repository=""
+        ),
+    )
 
 
 def sensor_default_status(env: Mapping[str, str]) -> DefaultSensorStatus:

@@ -18,13 +18,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from beta_assets.band import (
-    BUCKET_START,
-    FIRST_TICK_TIME,
-    PARTIAL_SCHEMA,
-    MarketSeries,
-    bucket_partials,
-)
+from beta_assets.band import BUCKET_SCHEMA, BUCKET_START, WINDOW_FIELDS, MarketSeries
+from beta_assets.band import bucket_sums as bucket_sums_of
 from beta_assets.settings import (
     BAND,
     BUCKETS_PER_WINDOW,
@@ -38,12 +33,14 @@ from beta_assets.settings import (
     NOISE_AMPLITUDE,
     PRICE,
     RISK_FREE_RATE,
+    SILVER_COLUMNS,
     SLIDE,
     SYMBOL,
     WINDOW,
 )
 
 QUARANTINE_REASON = "quarantine_reason"
+RAW_PREFIX = "raw_"
 _MICROS_PER_SECOND = 1_000_000
 _UNIT_INTERVAL_BITS = 53  # a double holds 53 bits of a hash exactly
 
@@ -78,8 +75,14 @@ def typed_ticks(silver: DataFrame) -> DataFrame:
     price = F.col(PRICE).try_cast("double")
     change = F.col(CHANGE).try_cast("double")
     event_time = F.col(EVENT_TIME).try_cast("timestamp")
+    # The raw values, as text, for the quarantine; Spark prunes them from the valid path.
+    raw = [F.col(name).cast("string").alias(RAW_PREFIX + name) for name in SILVER_COLUMNS]
     typed = silver.select(
-        symbol.alias(SYMBOL), price.alias(PRICE), change.alias(CHANGE), event_time.alias(EVENT_TIME)
+        symbol.alias(SYMBOL),
+        price.alias(PRICE),
+        change.alias(CHANGE),
+        event_time.alias(EVENT_TIME),
+        *raw,
     )
     return typed.withColumn(QUARANTINE_REASON, _quarantine_reason())
 
@@ -100,16 +103,49 @@ def _quarantine_reason() -> Column:
 
 
 def valid_ticks(typed: DataFrame) -> DataFrame:
-    return typed.filter(F.col(QUARANTINE_REASON).isNull()).drop(QUARANTINE_REASON)
-
-
-def quarantined_ticks(typed: DataFrame) -> DataFrame:
-    return typed.filter(F.col(QUARANTINE_REASON).isNotNull())
+    valid = typed.filter(F.col(QUARANTINE_REASON).isNull())
+    return valid.select(SYMBOL, PRICE, CHANGE, EVENT_TIME)
 
 
 def in_time_range(ticks: DataFrame, start: datetime, end: datetime) -> DataFrame:
     event_time = F.col(EVENT_TIME)
     return ticks.filter((event_time >= F.lit(start)) & (event_time < F.lit(end)))
+
+
+def market_and_rejected_rows(
+    typed: DataFrame, settings: MetricSettings, start: datetime, end: datetime
+) -> DataFrame:
+    """One pass for spy_returns: the market's valid ticks in [start, end) and every row to
+    quarantine (in the range, or with no usable event time at all)."""
+    reason = F.col(QUARANTINE_REASON)
+    event_time = F.col(EVENT_TIME)
+    in_range = (event_time >= F.lit(start)) & (event_time < F.lit(end))
+    market = reason.isNull() & (F.col(SYMBOL) == settings.market_symbol) & in_range
+    rejected = reason.isNotNull() & (in_range | event_time.isNull())
+    rows = typed.filter(market | rejected)
+    return with_noise(rows, settings.noise_amplitude) if settings.noise else rows
+
+
+def silver_quality_counts(
+    typed: DataFrame, market_symbol: str, start: datetime, end: datetime
+) -> DataFrame:
+    """Tick counts per (hour, quarantine reason, is market) in [start, end), plus the rows
+    with no usable event time (hour null)."""
+    event_time = F.col(EVENT_TIME)
+    scoped = typed.filter(
+        event_time.isNull() | ((event_time >= F.lit(start)) & (event_time < F.lit(end)))
+    )
+    return scoped.groupBy(
+        F.date_trunc("hour", event_time).alias("hour"),
+        F.col(QUARANTINE_REASON),
+        F.coalesce(F.col(SYMBOL) == market_symbol, F.lit(False)).alias("is_market"),
+    ).count()
+
+
+def duplicate_tick_count(ticks: DataFrame) -> int:
+    """Ticks beyond the first of each identical (symbol, time, price, change)."""
+    repeated = ticks.groupBy(SYMBOL, EVENT_TIME, PRICE, CHANGE).count().filter("count > 1")
+    return int(repeated.agg(F.sum(F.col("count") - 1)).first()[0] or 0)
 
 
 def with_noise(ticks: DataFrame, amplitude: float) -> DataFrame:
@@ -134,12 +170,6 @@ MARKET_SCHEMA = pa.schema(
 )
 
 
-def market_returns(ticks: DataFrame, market_symbol: str) -> DataFrame:
-    return ticks.filter(F.col(SYMBOL) == market_symbol).select(
-        F.col(EVENT_TIME).alias(MARKET_EVENT_TIME), F.col(CHANGE).alias(MARKET_RETURN)
-    )
-
-
 def ticker_ticks(ticks: DataFrame, market_symbol: str) -> DataFrame:
     return ticks.filter(F.col(SYMBOL) != market_symbol)
 
@@ -160,25 +190,19 @@ def market_series(market: pa.Table) -> MarketSeries:
 def bucket_sums(tickers: DataFrame, market: MarketSeries) -> DataFrame:
     """One row per (symbol, 5-minute bucket) with the sums over the pairs of its ticks.
 
-    The pairing runs in a single mapInArrow pass over the ticker ticks with the market
-    series shipped to every task; batches pre-sum per bucket, then partial rows of the same
-    bucket (split across batches) are merged exactly.
+    The ticks of a symbol are brought to one task (a shuffle by symbol), where numpy pairs
+    them with the market series shipped to every task: buckets are complete in one place,
+    exact duplicate ticks meet and count once, and no per-tick row leaves the task.
     """
     band_us, bucket_us = _micros(BAND), _micros(SLIDE)
 
-    def partials(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows:
-                yield bucket_partials(batch, market, band_us, bucket_us)
+    def sums_per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        received = [batch for batch in batches if batch.num_rows]
+        if received:
+            yield bucket_sums_of(pa.Table.from_batches(received), market, band_us, bucket_us)
 
-    partial_rows = tickers.select(SYMBOL, PRICE, CHANGE, EVENT_TIME).mapInArrow(
-        partials, from_arrow_schema(PARTIAL_SCHEMA)
-    )
-    fields = [name for name in PARTIAL_SCHEMA.names if name not in (SYMBOL, BUCKET_START)]
-    merged = _fold_rows(
-        partial_rows, [SYMBOL, BUCKET_START], order_field=FIRST_TICK_TIME, fields=fields
-    )
-    return merged.drop(FIRST_TICK_TIME)
+    by_symbol = tickers.select(SYMBOL, PRICE, CHANGE, EVENT_TIME).repartition(SYMBOL)
+    return by_symbol.mapInArrow(sums_per_task, from_arrow_schema(BUCKET_SCHEMA))
 
 
 def _fold_rows(rows: DataFrame, keys: list[str], order_field: str, fields: list[str]) -> DataFrame:
@@ -263,9 +287,8 @@ def window_metrics(
     in_range = exploded.filter(
         (F.col("window_start") >= F.lit(start)) & (F.col("window_start") < F.lit(end))
     )
-    fields = [name for name in PARTIAL_SCHEMA.names if name not in (SYMBOL, FIRST_TICK_TIME)]
     windows = _fold_rows(
-        in_range, [SYMBOL, "window_start"], order_field=BUCKET_START, fields=fields
+        in_range, [SYMBOL, "window_start"], order_field=BUCKET_START, fields=WINDOW_FIELDS
     )
     return _finish_metrics(windows, settings, final_before)
 

@@ -1,9 +1,14 @@
 """Hourly UTC partitions and the dependencies between them (DESIGN.md, "The picture")."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 
 from dagster import HourlyPartitionsDefinition, TimeWindowPartitionMapping
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 from beta_assets.settings import BAND, PARTITION_SPAN, SLIDE, WINDOW, partitions_start
 
@@ -76,3 +81,12 @@ def partition_key(moment: datetime) -> str:
 
 def hour_of_key(key: str) -> datetime:
     return datetime.strptime(key, hourly_partitions.fmt).replace(tzinfo=timezone.utc)
+
+
+def hours_of_run(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:
+    """The hours [start, end) of a partitioned run (one partition or a range); else None."""
+    first = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get(PARTITION_NAME_TAG)
+    last = tags.get(ASSET_PARTITION_RANGE_END_TAG) or tags.get(PARTITION_NAME_TAG)
+    if not first or not last:
+        return None
+    return hour_of_key(first), hour_of_key(last) + PARTITION_SPAN

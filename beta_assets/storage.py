@@ -141,6 +141,13 @@ class WrittenHours:
     table_version: int
     rows: int
     hours: int
+    replayed_hours: int  # hours already written from this silver version before
+    table: pa.Table  # the rows as written, with lineage and partition columns
+
+
+def hour_app_id(table: str, hour: str) -> str:
+    """The Delta app transaction of one hour of a table: its version is the silver version."""
+    return f"tickbeta/{table}/{hour}"
 
 
 def write_hours(
@@ -164,5 +171,18 @@ def write_hours(
         .append_column(PARTITION_HOUR, labels.cast(pa.string()))
         .sort_by([(time_column, "ascending"), (rows.column_names[0], "ascending")])
     )
-    version = lake.replace_partitions(table, stamped, PARTITION_HOUR, hours, commit_metadata)
-    return WrittenHours(version, rows.num_rows, len(hours))
+    app_ids = [hour_app_id(table, hour) for hour in hours]
+    snapshot = lake.open(table)
+    replayed = sum(
+        snapshot is not None and snapshot.transaction_version(app) == silver_version
+        for app in app_ids
+    )
+    version = lake.replace_partitions(
+        table,
+        stamped,
+        PARTITION_HOUR,
+        hours,
+        commit_metadata,
+        app_versions=dict.fromkeys(app_ids, silver_version),
+    )
+    return WrittenHours(version, rows.num_rows, len(hours), replayed, stamped)

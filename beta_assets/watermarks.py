@@ -42,6 +42,10 @@ class HighWaterMarks:
         latest = min(self.market, self.tickers)
         return latest.replace(microsecond=latest.microsecond // 1000 * 1000) - FINALITY_LAG
 
+    def latest(self) -> datetime | None:
+        """The latest tick of either side."""
+        return _later(self.market, self.tickers)
+
     def watermark(self, is_market: bool) -> datetime | None:
         latest = self.market if is_market else self.tickers
         return latest - WATERMARK if latest is not None else None
@@ -60,9 +64,8 @@ def sided_times(ticks: pa.Table, market_symbol: str) -> pd.DataFrame:
     """(is_market, event_time UTC) of the ticks that move a watermark."""
     symbols = pc.utf8_upper(pc.utf8_trim_whitespace(ticks.column(SYMBOL).cast(pa.string())))
     times = _utc_times(ticks.column(EVENT_TIME))
-    frame = pd.DataFrame(
-        {"is_market": pc.equal(symbols, market_symbol).to_numpy(zero_copy_only=False), "t": times}
-    )
+    is_market = pc.fill_null(pc.equal(symbols, market_symbol), False)
+    frame = pd.DataFrame({"is_market": is_market.to_numpy(zero_copy_only=False), "t": times})
     has_symbol = pc.fill_null(pc.greater(pc.utf8_length(symbols), 0), False)
     return frame[has_symbol.to_numpy(zero_copy_only=False) & frame["t"].notna().to_numpy()]
 

@@ -6,7 +6,9 @@ are not logged, not returned in metadata and not part of any error message raise
 """
 
 import os
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +19,12 @@ from dagster import ConfigurableResource
 from dagster_deltalake import LocalConfig, S3Config
 from dagster_deltalake.config import ClientConfig
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import Transaction
 from pydantic import Field, PrivateAttr
+
+# A writer that loses a commit race redoes its commit, up to this many attempts in all.
+COMMIT_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -123,23 +129,50 @@ class DeltaLake(ConfigurableResource):
         partition_column: str,
         partition_values: Sequence[str],
         commit_metadata: dict[str, Any] | None = None,
+        app_versions: Mapping[str, int] | None = None,
     ) -> int:
         """Atomically replace exactly the given partitions with `data`; returns the new version.
 
         One Delta commit removes every file of those partitions and adds the new ones, so a
-        reader sees the old partitions or the new ones, never both and never neither.
+        reader sees the old partitions or the new ones, never both and never neither. A
+        commit that loses a race with another writer of the same partitions is redone on the
+        new snapshot (replacing is idempotent). `app_versions` are recorded as Delta app
+        transactions (app id -> version) in the same commit.
         """
         values = ", ".join(f"'{value}'" for value in partition_values)
-        write_deltalake(
-            self.uri(table),
-            data,
-            mode="overwrite",
-            partition_by=[partition_column],
-            predicate=f"{partition_column} IN ({values})",
-            storage_options=self.storage_options(),
-            commit_properties=CommitProperties(custom_metadata=commit_metadata),
+        transactions = [Transaction(app, version) for app, version in (app_versions or {}).items()]
+        properties = CommitProperties(
+            custom_metadata=commit_metadata, app_transactions=transactions
         )
-        return self.require(table).version()
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                write_deltalake(
+                    self.uri(table),
+                    data,
+                    mode="overwrite",
+                    partition_by=[partition_column],
+                    predicate=f"{partition_column} IN ({values})",
+                    storage_options=self.storage_options(),
+                    commit_properties=properties,
+                )
+                return self.require(table).version()
+            except CommitFailedError:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.5, 1.5) * 0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def insert_missing(
+        self, table: str, data: pa.Table, key: str, commit_metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Add the rows of `data` whose `key` the table does not hold yet (idempotent)."""
+        self.require(table).merge(
+            source=data,
+            predicate=f"target.{key} = source.{key}",
+            source_alias="source",
+            target_alias="target",
+            commit_properties=CommitProperties(custom_metadata=commit_metadata),
+        ).when_not_matched_insert_all().execute()
 
     def append(
         self, table: str, data: pa.Table, commit_metadata: dict[str, Any] | None = None

@@ -41,8 +41,14 @@ def resources(lake_root: str, **settings) -> dict:
 
 
 def run_range(
-    lake_root: str, first_key: str, last_key: str, selection=COMPUTED, tags=None, **settings
-) -> None:
+    lake_root: str,
+    first_key: str,
+    last_key: str,
+    selection=COMPUTED,
+    tags=None,
+    raise_on_error: bool = True,
+    **settings,
+):
     """One run over a partition range (a single-run backfill), as the CLI and sensor do."""
     range_tags = {
         ASSET_PARTITION_RANGE_START_TAG: first_key,
@@ -53,8 +59,10 @@ def run_range(
         selection=selection,
         resources=resources(lake_root, **settings),
         tags={**range_tags, **(tags or {})},
+        raise_on_error=raise_on_error,
     )
-    assert result.success
+    assert result.success or not raise_on_error
+    return result
 
 
 def run_partition(lake_root: str, key: str, selection, **settings) -> None:
@@ -67,6 +75,12 @@ def run_partition(lake_root: str, key: str, selection, **settings) -> None:
 def covering_keys(ticks: pa.Table) -> tuple[str, str]:
     times = ticks.column(EVENT_TIME).to_pylist()
     return partition_keys_covering(min(times), max(times))
+
+
+def materialized_metadata(result, asset: str) -> dict:
+    """The metadata of the asset's (first) materialization in a run, as plain values."""
+    event = result.asset_materializations_for_node(asset)[0]
+    return {key: value.value for key, value in event.metadata.items()}
 
 
 def run_all(lake_root: str, ticks: pa.Table, **settings) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from beta_assets.band import MarketSeries, bucket_partials
+from beta_assets.band import MarketSeries, bucket_sums
 from beta_assets.settings import BAND, SLIDE
 
 US = 1_000_000
@@ -55,7 +55,7 @@ def test_partials_equal_brute_force_sums(seed):
     x = rng.normal(-2.0, 0.5, n)
     prices = rng.uniform(10, 20, n)
     market = MarketSeries.from_arrays(m_times, m_y)
-    rows = bucket_partials(batch(symbols, times, x, prices), market, BAND_US, SLIDE_US).to_pylist()
+    rows = bucket_sums(batch(symbols, times, x, prices), market, BAND_US, SLIDE_US).to_pylist()
     expected = brute_force(symbols, times, x, m_times, m_y)
     assert len(rows) == len(expected)
     for row in rows:
@@ -79,7 +79,7 @@ def test_bucket_extremes_and_last_paired_tick():
     times = np.array([55, 58, 58, 180]) * minute  # one bucket at 55; 180 is another bucket
     prices = [1.0, 2.0, 3.0, 4.0]
     market = MarketSeries.from_arrays(m_times, m_y)
-    rows = bucket_partials(
+    rows = bucket_sums(
         batch(["A"] * 4, times, [0.1, 0.2, 0.3, 0.4], prices), market, BAND_US, SLIDE_US
     )
     first, second = rows.to_pylist()
@@ -93,8 +93,21 @@ def test_bucket_extremes_and_last_paired_tick():
 def test_unpaired_ticks_are_counted_not_summed():
     market = MarketSeries.from_arrays(np.array([0]), np.array([1.0]))
     far = int(timedelta(hours=5).total_seconds() * US)
-    row = bucket_partials(
+    row = bucket_sums(
         batch(["A", "A"], [far, far + 1], [1.0, 2.0], [5.0, 6.0]), market, BAND_US, SLIDE_US
     ).to_pylist()[0]
     assert (row["pair_count"], row["paired_ticks"], row["unpaired_ticks"]) == (0, 0, 2)
     assert row["y_min"] is None and row["last_paired_price"] is None
+
+
+def test_exact_duplicate_ticks_count_once():
+    market = MarketSeries.from_arrays(np.array([0, 60]) * US, np.array([0.5, 0.7]))
+    ticks = batch(
+        ["A", "A", "A", "A"],
+        [30 * US, 30 * US, 30 * US, 31 * US],
+        [0.1, 0.1, 0.2, 0.1],
+        [9.0, 9.0, 9.0, 9.0],
+    )
+    (row,) = bucket_sums(ticks, market, BAND_US, SLIDE_US).to_pylist()
+    # The second tick repeats the first exactly; the third differs in change, the fourth in time.
+    assert (row["duplicate_ticks"], row["paired_ticks"], row["pair_count"]) == (1, 3, 6)

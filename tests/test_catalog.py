@@ -59,9 +59,20 @@ def test_a_column_without_description_is_refused():
         )
 
 
-def test_code_references_point_at_the_defining_file():
-    references = asset_node(GOLD_TABLE).metadata["dagster/code_references"].code_references
-    assert references[0].file_path.endswith("beta_assets/assets/gold.py")
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        (SILVER_TABLE, "silver.py"),
+        (SPY_RETURNS_TABLE, "returns.py"),
+        (JOINED_RETURNS_TABLE, "returns.py"),
+        (GOLD_TABLE, "gold.py"),
+    ],
+)
+def test_code_references_point_at_the_module_defining_the_asset(name, module):
+    # Not at the retry wrapper around the asset's function.
+    references = asset_node(name).metadata["dagster/code_references"].code_references
+    assert len(references) == 1
+    assert references[0].file_path.endswith(f"beta_assets/assets/{module}")
     assert references[0].line_number > 1
 
 

@@ -5,6 +5,8 @@ windows final. Silver is copied to parquet (no delta-spark jars here) in three f
 one file per micro-batch as the Delta stream read one version per batch.
 """
 
+import os
+
 import pyarrow.parquet as pq
 
 from tests import datasets
@@ -19,7 +21,10 @@ def streamed_notebook_gold(spark, ticks, folder, name):
     cuts = [i * rows.num_rows // 3 for i in range(4)]
     thirds = [rows.slice(cuts[i], cuts[i + 1] - cuts[i]) for i in range(3)]
     for index, part in enumerate(thirds):
-        pq.write_table(part, folder / f"part-{index}.parquet")
+        path = folder / f"part-{index}.parquet"
+        pq.write_table(part, path)
+        # The file source reads files in modification-time order: make it the time order.
+        os.utime(path, (1_700_000_000 + index, 1_700_000_000 + index))
     stream = (
         spark.readStream.schema(spark.createDataFrame(ticks.slice(0, 1)).schema)
         .option("maxFilesPerTrigger", 1)

@@ -5,10 +5,17 @@ reads in the UI is the one on disk; every column must have a description here (b
 schema fails on an undescribed column, so a new column cannot reach the UI unexplained).
 """
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
-from dagster import TableColumn, TableSchema
+from dagster import (
+    AssetsDefinition,
+    CodeReferencesMetadataValue,
+    LocalFileCodeReference,
+    TableColumn,
+    TableSchema,
+)
 
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.feed.simulator import TICK_SCHEMA
@@ -27,6 +34,7 @@ from beta_assets.settings import (
 GROUP = "tickbeta"
 OWNERS = ["team:tickbeta"]
 COLUMN_SCHEMA = "dagster/column_schema"
+CODE_REFERENCES = "dagster/code_references"
 # A tag per medallion layer lets the asset catalog filter silver / intermediate / gold.
 LAYER = "layer"
 
@@ -87,6 +95,7 @@ JOINED_RETURNS_DESCRIPTIONS = {
     "unpaired_ticks": "Ticker ticks with no market tick within +-1h (they count in no window).",
     "last_paired_time": "Time of the bucket's latest paired ticker tick.",
     "last_paired_price": "Price of that tick (the higher one at equal times): gold's close_price.",
+    "duplicate_ticks": "Exact repeats of a tick (same symbol, time, price, change), counted once.",
 }
 
 GOLD_DESCRIPTIONS = {
@@ -133,3 +142,28 @@ SILVER_COLUMN_SCHEMA = table_schema(TICK_SCHEMA, SILVER_DESCRIPTIONS)
 SPY_RETURNS_COLUMN_SCHEMA = _stored(MARKET_SCHEMA, SPY_RETURNS_DESCRIPTIONS)
 JOINED_RETURNS_COLUMN_SCHEMA = _stored(BUCKET_SCHEMA, JOINED_RETURNS_DESCRIPTIONS)
 GOLD_COLUMN_SCHEMA = _stored(GOLD_SCHEMA, GOLD_DESCRIPTIONS)
+
+
+def with_local_code_references(assets: Sequence[AssetsDefinition]) -> list[AssetsDefinition]:
+    """Each asset with a link to the file and line of its decorated function.
+
+    Dagster's `with_source_code_references` takes the file of the outermost function: for an
+    asset wrapped by `retry_transient_failures` that is retries.py (with gold.py's line).
+    Unwrapping first points at the asset's own module.
+    """
+    return [_with_reference(asset, code_reference(asset)) for asset in assets]
+
+
+def _with_reference(asset: AssetsDefinition, reference: LocalFileCodeReference) -> AssetsDefinition:
+    references = CodeReferencesMetadataValue(code_references=[reference])
+    return asset.map_asset_specs(
+        lambda spec: spec.merge_attributes(metadata={CODE_REFERENCES: references})
+    )
+
+
+def code_reference(asset: AssetsDefinition) -> LocalFileCodeReference:
+    compute = asset.op.compute_fn
+    function = inspect.unwrap(getattr(compute, "decorated_fn", compute))
+    return LocalFileCodeReference(
+        file_path=inspect.getsourcefile(function), line_number=inspect.getsourcelines(function)[1]
+    )

@@ -1,5 +1,7 @@
 """gold_beta_metrics: the notebook's output, one row per (symbol, 2-hour window)."""
 
+from datetime import timedelta
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
@@ -28,8 +30,10 @@ from beta_assets.assets.reporting import (
     run_metadata,
     spark_job_label,
 )
+from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import silver_snapshot, writer_pool
 from beta_assets.band import BUCKET_SCHEMA
+from beta_assets.checks import GOLD_CHECKS, gold_results
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import window_metrics
 from beta_assets.partitions import WINDOW_REACH, hourly_partitions, window_span_mapping
@@ -45,6 +49,7 @@ from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_pr
     partitions_def=hourly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[AssetDep(JOINED_RETURNS_TABLE, partition_mapping=window_span_mapping)],
+    check_specs=GOLD_CHECKS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"spark", "delta"},
@@ -60,6 +65,7 @@ from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_pr
         "for the symbols with the most pairs."
     ),
 )
+@retry_transient_failures
 def gold_beta_metrics(
     context: AssetExecutionContext,
     spark: SparkSessionResource,
@@ -79,7 +85,8 @@ def gold_beta_metrics(
         f"buckets of {JOINED_RETURNS_TABLE}"
     )
     buckets = dataframe_from_arrow(session, bucket_rows)
-    cutoff = snapshot_high_water_marks(snapshot, settings.market_symbol).final_before()
+    marks = snapshot_high_water_marks(snapshot, settings.market_symbol)
+    cutoff = marks.final_before()
     with stage_progress(session, spark_job_label(context), context.log.info):
         rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()
     version = snapshot.version()
@@ -92,12 +99,23 @@ def gold_beta_metrics(
         f"{final} final (window_end before {cutoff})"
     )
     add_partition_metadata(context, rows, WINDOW_START, partition_details)
+    _, latest_start = lake.column_range(lake.require(GOLD_TABLE), WINDOW_START)
+    checks = gold_results(
+        written.table,
+        bucket_rows.to_pandas(),
+        settings,
+        (start, end),
+        marks.latest(),
+        latest_start,
+        timedelta(minutes=metrics.freshness_bound_minutes),
+    )
     return MaterializeResult(
         metadata={
             **run_metadata(written, version, watch, lake.uri(GOLD_TABLE)),
             "final_before": str(cutoff or ""),
             "plot": metrics_plot(rows, SYMBOL, WINDOW_START),
-        }
+        },
+        check_results=list(checks),
     )
 
 

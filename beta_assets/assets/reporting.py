@@ -65,6 +65,8 @@ def run_metadata(
         "silver_version": MetadataValue.int(silver_version),
         "table_version": MetadataValue.int(written.table_version),
         "hours_replaced": MetadataValue.int(written.hours),
+        # Hours this silver version had already produced: a replayed run, rewritten identically.
+        "hours_replayed": MetadataValue.int(written.replayed_hours),
         "rows_in_run": MetadataValue.int(written.rows),
         "elapsed_seconds": MetadataValue.float(watch.seconds()),
     }

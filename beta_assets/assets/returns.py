@@ -27,20 +27,34 @@ from beta_assets.assets.reporting import (
     run_metadata,
     spark_job_label,
 )
+from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import silver_snapshot, silver_ticks, writer_pool
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
+from beta_assets.checks import (
+    JOINED_CHECKS,
+    SPY_CHECKS,
+    joined_returns_results,
+    spy_returns_results,
+)
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import (
     MARKET_SCHEMA,
     bucket_sums,
     in_time_range,
-    market_returns,
+    market_and_rejected_rows,
     market_series,
     prepared_ticks,
     ticker_ticks,
     typed_ticks,
 )
 from beta_assets.partitions import BAND_REACH, hourly_partitions, market_band_mapping
+from beta_assets.quarantine import (
+    market_series_rows,
+    quarantine_rows,
+    reason_counts,
+    split_rows,
+    write_quarantine,
+)
 from beta_assets.settings import JOINED_RETURNS_TABLE, MARKET_EVENT_TIME, SPY_RETURNS_TABLE, SYMBOL
 from beta_assets.storage import SilverRead, read_hours_arrow, read_silver, write_hours
 from resources.lake import DeltaLake
@@ -52,6 +66,7 @@ from resources.spark import SparkSessionResource, stage_progress
     partitions_def=hourly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[silver_ticks],
+    check_specs=SPY_CHECKS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"spark", "delta"},
@@ -64,6 +79,7 @@ from resources.spark import SparkSessionResource, stage_progress
         "the market ticks whose event_time is in P."
     ),
 )
+@retry_transient_failures
 def spy_returns(
     context: AssetExecutionContext,
     spark: SparkSessionResource,
@@ -75,29 +91,31 @@ def spy_returns(
     settings = metrics.settings()
     silver = read_silver(spark.spark_session, lake, silver_snapshot(context, lake), start, end)
     log_silver_read(context, silver)
-    ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
     with stage_progress(spark.spark_session, spark_job_label(context), context.log.info):
-        market = market_returns(ticks, settings.market_symbol).toArrow()
+        rows = market_and_rejected_rows(typed_ticks(silver.frame), settings, start, end).toArrow()
+    market_rows, rejected = split_rows(rows)
+    market, duplicates = market_series_rows(market_rows)
+    commit = commit_metadata(context, silver.version)
+    write_quarantine(lake, quarantine_rows(rejected, silver.version), start, end, commit)
     written = write_hours(
-        lake,
-        SPY_RETURNS_TABLE,
-        market,
-        MARKET_EVENT_TIME,
-        start,
-        end,
-        silver.version,
-        commit_metadata(context, silver.version),
+        lake, SPY_RETURNS_TABLE, market, MARKET_EVENT_TIME, start, end, silver.version, commit
     )
+    rejected_by_reason = reason_counts(rejected)
     context.log.info(
-        f"{written.rows} {settings.market_symbol} ticks in {written.hours} hours "
-        f"from silver v{silver.version}"
+        f"{written.rows} {settings.market_symbol} ticks in {written.hours} hours from silver "
+        f"v{silver.version}; quarantined {rejected_by_reason or 'nothing'}; {duplicates} "
+        "duplicate market ticks"
     )
     add_partition_metadata(context, market, MARKET_EVENT_TIME)
     return MaterializeResult(
         metadata={
             **run_metadata(written, silver.version, watch, lake.uri(SPY_RETURNS_TABLE)),
             **read_metadata(silver),
-        }
+            "duplicate_market_ticks": duplicates,
+            "quarantined_rows": sum(rejected_by_reason.values()),
+            **{f"quarantined_{reason}": count for reason, count in rejected_by_reason.items()},
+        },
+        check_results=list(spy_returns_results(written.table)),
     )
 
 
@@ -106,6 +124,7 @@ def spy_returns(
     partitions_def=hourly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=market_band_mapping)],
+    check_specs=JOINED_CHECKS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"spark", "delta"},
@@ -120,6 +139,7 @@ def spy_returns(
         "spy_returns P-1 ... P+1."
     ),
 )
+@retry_transient_failures
 def joined_returns(
     context: AssetExecutionContext,
     spark: SparkSessionResource,
@@ -136,7 +156,8 @@ def joined_returns(
     silver = read_silver(session, lake, silver_snapshot(context, lake), start, end)
     log_silver_read(context, silver)
     ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
-    buckets = bucket_sums(ticker_ticks(ticks, settings.market_symbol), market_series(market_rows))
+    tickers = ticker_ticks(ticks, settings.market_symbol)
+    buckets = bucket_sums(tickers, market_series(market_rows))
     with stage_progress(session, spark_job_label(context), context.log.info):
         rows = buckets.toArrow().cast(BUCKET_SCHEMA)
     written = write_hours(
@@ -150,18 +171,22 @@ def joined_returns(
         commit_metadata(context, silver.version),
     )
     tick_counts = ticker_tick_counts(rows)
+    duplicates = pc.sum(rows.column("duplicate_ticks")).as_py() or 0
     context.log.info(
         f"{tick_counts['ticker_ticks']} ticks of {tick_counts['symbols']} symbols "
         f"({tick_counts['unpaired_ticks']} with no market tick within the band) paired with "
-        f"{len(market_rows)} market ticks into {written.rows} buckets, silver v{silver.version}"
+        f"{len(market_rows)} market ticks into {written.rows} buckets, silver v{silver.version}; "
+        f"{duplicates} duplicate ticks counted once"
     )
     add_partition_metadata(context, rows, BUCKET_START, ticker_tick_counts)
     return MaterializeResult(
         metadata={
             **run_metadata(written, silver.version, watch, lake.uri(JOINED_RETURNS_TABLE)),
             **read_metadata(silver),
-            "market_ticks_read": len(market_rows),
-        }
+            "market_ticks": len(market_rows),
+            "duplicate_ticks": duplicates,
+        },
+        check_results=list(joined_returns_results(written.table, tickers.count())),
     )
 
 

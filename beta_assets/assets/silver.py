@@ -1,6 +1,7 @@
 """silver_ticks: the Delta table a feed writes; observed by Dagster, never materialized by it."""
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timezone
 
 from dagster import (
     AssetExecutionContext,
@@ -13,7 +14,8 @@ from dagster import (
 from deltalake import DeltaTable
 
 from beta_assets.assets.catalog import COLUMN_SCHEMA, GROUP, LAYER, OWNERS, SILVER_COLUMN_SCHEMA
-from beta_assets.settings import EVENT_TIME, SILVER_TABLE
+from beta_assets.partitions import floor_hour
+from beta_assets.settings import EVENT_TIME, PARTITION_SPAN, SILVER_TABLE
 from resources.lake import DeltaLake
 
 # A run reads this silver version when the tag is set (the sensor sets it), else the latest.
@@ -67,9 +69,22 @@ def silver_ticks(lake: DeltaLake) -> ObserveResult:
 
 def silver_snapshot(context: AssetExecutionContext, lake: DeltaLake) -> DeltaTable:
     """The silver snapshot every step of this run reads; the run is tagged with its version."""
-    tagged = context.run.tags.get(SILVER_VERSION_TAG)
-    snapshot = lake.pinned(SILVER_TABLE, int(tagged) if tagged else None)
+    snapshot = pinned_silver(context.run.tags, lake)
     context.instance.add_run_tags(
         context.run_id, {SILVER_VERSION_READ_TAG: str(snapshot.version())}
     )
     return snapshot
+
+
+def pinned_silver(tags: Mapping[str, str], lake: DeltaLake) -> DeltaTable:
+    """Silver at the run's tagged version (the sensor tags it), else as first seen."""
+    tagged = tags.get(SILVER_VERSION_TAG)
+    return lake.pinned(SILVER_TABLE, int(tagged) if tagged else None)
+
+
+def whole_table_hours(lake: DeltaLake, snapshot: DeltaTable) -> tuple[datetime, datetime]:
+    """Every hour silver's statistics say it holds (all time when it has none)."""
+    first, last = lake.column_range(snapshot, EVENT_TIME)
+    if not isinstance(first, datetime) or not isinstance(last, datetime):
+        return datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc)
+    return floor_hour(first), floor_hour(last) + PARTITION_SPAN

@@ -6,6 +6,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from beta_assets.feed.check_report import report
 from beta_assets.feed.demo import run_demo
 from beta_assets.feed.feed import append_sessions, run_live
 from beta_assets.feed.importer import FORMATS, import_capture
@@ -53,6 +54,14 @@ def _demo(args: argparse.Namespace, lake: DeltaLake) -> int:
     return 0
 
 
+def _checks(args: argparse.Namespace, lake: DeltaLake) -> int:
+    from beta_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    expected = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    return report(expected)
+
+
 def _spec(args: argparse.Namespace) -> SimulationSpec:
     return SimulationSpec(
         symbols=args.symbols,
@@ -86,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="simulate a day, materialize it, compare betas")
     _simulation_options(demo)
     demo.set_defaults(command=_demo)
+
+    checks = commands.add_parser(
+        "checks", help="exit 1 unless the latest run in $DAGSTER_HOME passed every check"
+    )
+    checks.set_defaults(command=_checks)
     return parser
 
 

@@ -1,0 +1,467 @@
+"""Asset checks: what must hold of every table, with the rows that break it.
+
+Column contracts are pandera models (pandas backend) evaluated on the rows a run just wrote
+(small: buckets and windows, never ticks); their failure cases name the rows. Checks on
+silver run in Spark over the run's hours and block everything downstream when silver is
+broken. Validity of a tick has one definition, the quarantine reasons of `metrics.py`.
+"""
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa_schema
+import pyarrow as pa
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    MetadataValue,
+    multi_asset_check,
+)
+from pandera.errors import SchemaErrors
+
+from beta_assets.assets.silver import pinned_silver, whole_table_hours
+from beta_assets.band import BUCKET_START
+from beta_assets.config import BetaMetricsConfig
+from beta_assets.metrics import (
+    QUARANTINE_REASON,
+    MetricSettings,
+    duplicate_tick_count,
+    in_time_range,
+    silver_quality_counts,
+    typed_ticks,
+    valid_ticks,
+)
+from beta_assets.partitions import HOUR_FORMAT, hours_of_run
+from beta_assets.settings import (
+    BUCKETS_PER_WINDOW,
+    GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
+    MARKET_EVENT_TIME,
+    MARKET_RETURN,
+    PARTITION_HOUR,
+    SILVER_TABLE,
+    SLIDE,
+    SPY_RETURNS_TABLE,
+    SYMBOL,
+    WINDOW,
+)
+from beta_assets.storage import SilverSchemaError, read_silver, silver_schema
+from resources.lake import DeltaLake
+from resources.spark import SparkSessionResource
+
+FAILURE_ROWS_SHOWN = 20
+# cost_of_equity is recomputed from beta: they must agree to rounding.
+COST_TOLERANCE = 1e-12
+
+
+# --- check specs (declared on the assets; results computed below)
+
+SPY_CHECKS = [
+    AssetCheckSpec(
+        "spy_returns_contract",
+        asset=SPY_RETURNS_TABLE,
+        blocking=True,
+        description="One row per market tick (no repeated time and return), finite returns, "
+        "every tick inside the hour partition it is stored in.",
+    )
+]
+JOINED_CHECKS = [
+    AssetCheckSpec(
+        "band_statistics_consistent",
+        asset=JOINED_RETURNS_TABLE,
+        blocking=True,
+        description="Per bucket: counts >= 0, sums finite, min <= max, a pair count exactly "
+        "when there are paired ticks, buckets on the 5-minute grid inside their hour.",
+    ),
+    AssetCheckSpec(
+        "every_ticker_tick_in_a_bucket",
+        asset=JOINED_RETURNS_TABLE,
+        blocking=True,
+        description="The paired, unpaired and duplicate ticks of the buckets add up to the "
+        "valid non-market ticks of silver in the run's hours (counted independently).",
+    ),
+]
+GOLD_CHECKS = [
+    AssetCheckSpec(
+        "gold_contract",
+        asset=GOLD_TABLE,
+        description="One row per (symbol, window_start); sample_size >= the minimum; "
+        "volatility >= 0; beta finite or null; cost_of_equity = rf + beta x premium; windows "
+        "2 hours long, starting on the 5-minute grid inside their partition.",
+    ),
+    AssetCheckSpec(
+        "gold_complete",
+        asset=GOLD_TABLE,
+        description="Every (symbol, window) whose 24 buckets hold at least the minimum of "
+        "pairs is present, and no other: an independent rolling count over joined_returns.",
+    ),
+    AssetCheckSpec(
+        "gold_fresh",
+        asset=GOLD_TABLE,
+        description="The latest gold window starts less than the configured bound before "
+        "the latest silver tick.",
+    ),
+]
+
+
+# --- pandera contracts
+
+
+def _in_partition_hour(times: pd.Series, hours: pd.Series) -> pd.Series:
+    return times.dt.strftime(HOUR_FORMAT) == hours
+
+
+class SpyReturnsContract(pa_schema.DataFrameModel):
+    m_event_time: pd.DatetimeTZDtype("us", "UTC") = pa_schema.Field(nullable=False)
+    m_return: float = pa_schema.Field(
+        nullable=False, in_range={"min_value": -1e9, "max_value": 1e9}
+    )
+    partition_hour: str
+
+    @pa_schema.dataframe_check(error="m_event_time outside its partition_hour")
+    def inside_partition(cls, frame: pd.DataFrame) -> pd.Series:
+        return _in_partition_hour(frame[MARKET_EVENT_TIME], frame[PARTITION_HOUR])
+
+    class Config:
+        unique = [MARKET_EVENT_TIME, MARKET_RETURN]
+
+
+class JoinedReturnsContract(pa_schema.DataFrameModel):
+    bucket_start: pd.DatetimeTZDtype("us", "UTC") = pa_schema.Field(nullable=False)
+    pair_count: int = pa_schema.Field(ge=0)
+    paired_ticks: int = pa_schema.Field(ge=0)
+    unpaired_ticks: int = pa_schema.Field(ge=0)
+    duplicate_ticks: int = pa_schema.Field(ge=0)
+    sum_x: float = pa_schema.Field(
+        nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
+    )
+    sum_y: float = pa_schema.Field(
+        nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
+    )
+    sum_xx: float = pa_schema.Field(nullable=False, ge=0, le=1e300)
+    sum_yy: float = pa_schema.Field(nullable=False, ge=0, le=1e300)
+    sum_xy: float = pa_schema.Field(
+        nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
+    )
+    partition_hour: str
+
+    @pa_schema.dataframe_check(error="pairs without paired ticks, or paired ticks without pairs")
+    def pairs_iff_paired_ticks(cls, frame: pd.DataFrame) -> pd.Series:
+        return (frame["pair_count"] > 0) == (frame["paired_ticks"] > 0)
+
+    @pa_schema.dataframe_check(error="min above max")
+    def extremes_ordered(cls, frame: pd.DataFrame) -> pd.Series:
+        no_pairs = frame["pair_count"] == 0
+        ordered = (frame["x_min"] <= frame["x_max"]) & (frame["y_min"] <= frame["y_max"])
+        return no_pairs | ordered
+
+    @pa_schema.dataframe_check(error="bucket off the 5-minute grid or outside its partition")
+    def bucket_on_grid(cls, frame: pd.DataFrame) -> pd.Series:
+        on_grid = frame[BUCKET_START].dt.floor(SLIDE) == frame[BUCKET_START]
+        return on_grid & _in_partition_hour(frame[BUCKET_START], frame[PARTITION_HOUR])
+
+    class Config:
+        unique = [SYMBOL, BUCKET_START]
+
+
+def gold_contract(settings: MetricSettings) -> pa_schema.DataFrameSchema:
+    """The gold contract for the run's settings (minimum sample size, CAPM constants)."""
+
+    class GoldContract(pa_schema.DataFrameModel):
+        s: str = pa_schema.Field(nullable=False, str_length={"min_value": 1})
+        window_start: pd.DatetimeTZDtype("us", "UTC") = pa_schema.Field(nullable=False)
+        window_end: pd.DatetimeTZDtype("us", "UTC") = pa_schema.Field(nullable=False)
+        beta: float = pa_schema.Field(
+            nullable=True, in_range={"min_value": -1e300, "max_value": 1e300}
+        )
+        volatility: float = pa_schema.Field(nullable=True, ge=0, le=1e300)
+        momentum: float = pa_schema.Field(
+            nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
+        )
+        sample_size: int = pa_schema.Field(ge=settings.min_sample_size)
+        cost_of_equity: float = pa_schema.Field(nullable=True)
+        is_final: bool
+        partition_hour: str
+
+        @pa_schema.dataframe_check(error="cost_of_equity != rf + beta x premium")
+        def capm(cls, frame: pd.DataFrame) -> pd.Series:
+            expected = settings.risk_free_rate + frame["beta"] * settings.market_premium
+            both_null = expected.isna() & frame["cost_of_equity"].isna()
+            return both_null | ((frame["cost_of_equity"] - expected).abs() <= COST_TOLERANCE)
+
+        @pa_schema.dataframe_check(error="window not 2 hours, off the grid or outside its hour")
+        def window_shape(cls, frame: pd.DataFrame) -> pd.Series:
+            start = frame["window_start"]
+            two_hours = frame["window_end"] - start == pd.Timedelta(WINDOW)
+            on_grid = start.dt.floor(SLIDE) == start
+            return two_hours & on_grid & _in_partition_hour(start, frame[PARTITION_HOUR])
+
+        class Config:
+            unique = [SYMBOL, "window_start"]
+
+    return GoldContract.to_schema()
+
+
+def contract_result(
+    name: str, asset: str, schema: pa_schema.DataFrameSchema | type, rows: pd.DataFrame
+) -> AssetCheckResult:
+    """Validate `rows` (lazily: every failure) and report the failing rows."""
+    try:
+        schema.validate(rows, lazy=True)
+    except SchemaErrors as errors:
+        failures = errors.failure_cases
+        return AssetCheckResult(
+            check_name=name,
+            asset_key=asset,
+            passed=False,
+            description=f"{len(failures)} failure(s) in {len(rows)} rows",
+            metadata={
+                "rows_checked": len(rows),
+                "failures_by_check": MetadataValue.json(
+                    failures.groupby("check").size().astype(int).to_dict()
+                ),
+                "failing_rows": _markdown(failures),
+            },
+        )
+    return AssetCheckResult(
+        check_name=name,
+        asset_key=asset,
+        passed=True,
+        description=f"all {len(rows)} rows hold",
+        metadata={"rows_checked": len(rows)},
+    )
+
+
+def _markdown(frame: pd.DataFrame) -> MetadataValue:
+    shown = frame.head(FAILURE_ROWS_SHOWN).astype(str)
+    return MetadataValue.md(shown.to_markdown(index=False))
+
+
+def as_pandas(rows: pa.Table) -> pd.DataFrame:
+    return rows.to_pandas()
+
+
+# --- spy_returns and joined_returns
+
+
+def spy_returns_results(rows: pa.Table) -> Iterator[AssetCheckResult]:
+    yield contract_result(
+        "spy_returns_contract", SPY_RETURNS_TABLE, SpyReturnsContract, as_pandas(rows)
+    )
+
+
+def joined_returns_results(rows: pa.Table, valid_ticker_ticks: int) -> Iterator[AssetCheckResult]:
+    frame = as_pandas(rows)
+    yield contract_result(
+        "band_statistics_consistent", JOINED_RETURNS_TABLE, JoinedReturnsContract, frame
+    )
+    in_buckets = int(frame[["paired_ticks", "unpaired_ticks", "duplicate_ticks"]].to_numpy().sum())
+    yield AssetCheckResult(
+        check_name="every_ticker_tick_in_a_bucket",
+        asset_key=JOINED_RETURNS_TABLE,
+        passed=in_buckets == valid_ticker_ticks,
+        description=f"{in_buckets} ticks in buckets, {valid_ticker_ticks} valid in silver",
+        metadata={"ticks_in_buckets": in_buckets, "valid_ticker_ticks": valid_ticker_ticks},
+    )
+
+
+# --- gold
+
+
+def expected_windows(
+    buckets: pd.DataFrame, min_sample_size: int, start: datetime, end: datetime
+) -> set[tuple[str, pd.Timestamp]]:
+    """(symbol, window_start) with enough pairs, by a rolling sum on the 5-minute grid."""
+    expected = set()
+    for symbol, rows in buckets.groupby(SYMBOL):
+        pairs = rows.set_index(BUCKET_START)["pair_count"].sort_index()
+        grid = pd.date_range(pairs.index.min() - (WINDOW - SLIDE), pairs.index.max(), freq=SLIDE)
+        per_slot = pairs.reindex(grid, fill_value=0).to_numpy()
+        # Window starting at slot k = the sum of slots k .. k + 23.
+        padded = np.concatenate((per_slot, np.zeros(BUCKETS_PER_WINDOW - 1, dtype=per_slot.dtype)))
+        totals = np.convolve(padded, np.ones(BUCKETS_PER_WINDOW, dtype=per_slot.dtype), "full")[
+            BUCKETS_PER_WINDOW - 1 : BUCKETS_PER_WINDOW - 1 + len(grid)
+        ]
+        starts = grid[(totals >= min_sample_size) & (grid >= start) & (grid < end)]
+        expected.update((symbol, moment) for moment in starts)
+    return expected
+
+
+def gold_results(
+    rows: pa.Table,
+    buckets: pd.DataFrame,
+    settings: MetricSettings,
+    window: tuple[datetime, datetime],
+    silver_latest: datetime | None,
+    gold_latest_start: datetime | None,
+    freshness_bound: timedelta,
+) -> Iterator[AssetCheckResult]:
+    frame = as_pandas(rows)
+    yield contract_result("gold_contract", GOLD_TABLE, gold_contract(settings), frame)
+    yield _completeness(frame, buckets, settings, window)
+    yield _freshness(silver_latest, gold_latest_start, freshness_bound)
+
+
+def _completeness(
+    frame: pd.DataFrame,
+    buckets: pd.DataFrame,
+    settings: MetricSettings,
+    window: tuple[datetime, datetime],
+) -> AssetCheckResult:
+    expected = expected_windows(buckets, settings.min_sample_size, *window)
+    present = set(zip(frame[SYMBOL], frame["window_start"], strict=True))
+    missing, extra = sorted(expected - present), sorted(present - expected)
+    return AssetCheckResult(
+        check_name="gold_complete",
+        asset_key=GOLD_TABLE,
+        passed=not missing and not extra,
+        description=f"{len(expected)} windows expected, {len(missing)} missing, {len(extra)} extra",
+        metadata={
+            "windows_expected": len(expected),
+            "missing": MetadataValue.json([f"{s} {t}" for s, t in missing[:FAILURE_ROWS_SHOWN]]),
+            "unexpected": MetadataValue.json([f"{s} {t}" for s, t in extra[:FAILURE_ROWS_SHOWN]]),
+        },
+    )
+
+
+def _freshness(
+    silver_latest: datetime | None, gold_latest_start: datetime | None, bound: timedelta
+) -> AssetCheckResult:
+    if silver_latest is None:
+        lag = timedelta(0)
+    elif gold_latest_start is None:
+        lag = None
+    else:
+        lag = max(silver_latest - gold_latest_start, timedelta(0))
+    return AssetCheckResult(
+        check_name="gold_fresh",
+        asset_key=GOLD_TABLE,
+        passed=lag is not None and lag < bound,
+        severity=AssetCheckSeverity.WARN,
+        description=f"gold lags silver by {lag if lag is not None else 'everything'} "
+        f"(bound {bound})",
+        metadata={
+            "silver_latest_tick": str(silver_latest or ""),
+            "gold_latest_window_start": str(gold_latest_start or ""),
+            "lag_minutes": round(lag.total_seconds() / 60, 2) if lag is not None else -1.0,
+        },
+    )
+
+
+# --- silver: run in Spark over the run's hours, blocking everything downstream
+
+SILVER_CHECKS = [
+    AssetCheckSpec(
+        "silver_column_contract",
+        asset=SILVER_TABLE,
+        blocking=True,
+        description="The required columns exist in types the pipeline can read without loss "
+        "(s text; currentPrice, changePercent numbers or text; event_time a timestamp or text).",
+    ),
+    AssetCheckSpec(
+        "silver_value_shares",
+        asset=SILVER_TABLE,
+        blocking=True,
+        description="The share of ticks with a null, NaN, infinite or non-positive price, a "
+        "bad changePercent, an unusable event time or no symbol stays under the bound.",
+    ),
+    AssetCheckSpec(
+        "silver_exact_duplicates",
+        asset=SILVER_TABLE,
+        description="No tick appears twice (same symbol, time, price and change). Duplicates "
+        "are counted once by the pipeline; this warns that the feed replays data.",
+    ),
+    AssetCheckSpec(
+        "silver_market_every_hour",
+        asset=SILVER_TABLE,
+        blocking=True,
+        description="The market symbol has ticks in every hour that has ticks: without it "
+        "betas of that hour are missing or wrong.",
+    ),
+]
+
+
+@multi_asset_check(
+    specs=SILVER_CHECKS,
+    name="silver_ticks_checks",
+    description="Silver's contract over the hours of the run (the whole table when run alone).",
+)
+def silver_ticks_checks(
+    context: AssetCheckExecutionContext,
+    spark: SparkSessionResource,
+    lake: DeltaLake,
+    metrics: BetaMetricsConfig,
+) -> Iterator[AssetCheckResult]:
+    snapshot = pinned_silver(context.run.tags, lake)
+    try:
+        silver_schema(snapshot)
+    except SilverSchemaError as error:
+        yield _silver_result("silver_column_contract", False, str(error))
+        for spec in SILVER_CHECKS[1:]:
+            yield _silver_result(spec.name, False, "not evaluated: silver's columns are broken")
+        return
+    yield _silver_result("silver_column_contract", True, "required columns readable")
+    settings = metrics.settings()
+    start, end = hours_of_run(context.run.tags) or whole_table_hours(lake, snapshot)
+    typed = typed_ticks(read_silver(spark.spark_session, lake, snapshot, start, end).frame)
+    counts = silver_quality_counts(typed, settings.market_symbol, start, end).toPandas()
+    yield _value_shares(counts, metrics.max_bad_share)
+    yield _duplicates(duplicate_tick_count(valid_ticks(in_time_range(typed, start, end))))
+    yield _market_every_hour(counts)
+
+
+def _silver_result(name: str, passed: bool, description: str, **metadata) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name,
+        asset_key=SILVER_TABLE,
+        passed=passed,
+        description=description,
+        metadata=metadata,
+    )
+
+
+def _value_shares(counts: pd.DataFrame, max_share: float) -> AssetCheckResult:
+    total = int(counts["count"].sum())
+    by_reason = counts.dropna(subset=[QUARANTINE_REASON]).groupby(QUARANTINE_REASON)["count"].sum()
+    bad = int(by_reason.sum())
+    share = bad / total if total else 0.0
+    return _silver_result(
+        "silver_value_shares",
+        share <= max_share,
+        f"{bad} of {total} ticks unusable ({share:.4%}; bound {max_share:.4%})",
+        ticks=total,
+        unusable=bad,
+        unusable_by_reason=MetadataValue.json({k: int(v) for k, v in by_reason.items()}),
+    )
+
+
+def _duplicates(duplicates: int) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name="silver_exact_duplicates",
+        asset_key=SILVER_TABLE,
+        passed=duplicates == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=f"{duplicates} exact duplicate ticks (counted once by the pipeline)",
+        metadata={"duplicate_ticks": duplicates},
+    )
+
+
+def _market_every_hour(counts: pd.DataFrame) -> AssetCheckResult:
+    timed = counts.dropna(subset=["hour"])
+    per_hour = timed.groupby("hour").apply(
+        lambda rows: int(
+            rows.loc[rows["is_market"] & rows[QUARANTINE_REASON].isna(), "count"].sum()
+        ),
+        include_groups=False,
+    )
+    missing = [f"{hour:%Y-%m-%dT%H:00Z}" for hour, ticks in per_hour.items() if ticks == 0]
+    return _silver_result(
+        "silver_market_every_hour",
+        not missing,
+        f"{len(missing)} of {len(per_hour)} hours with ticks have no valid market tick",
+        hours_without_market=MetadataValue.json(missing[:FAILURE_ROWS_SHOWN]),
+    )

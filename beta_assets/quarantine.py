@@ -1,0 +1,91 @@
+"""Rows that cannot be used: kept in the quarantine table with their reason, and counted.
+
+Nothing is lost: a bad row keeps its raw values (as text), the reason it failed and the silver
+version it came from. Rows with a usable event time belong to that hour's partition and are
+replaced with it on a rerun; rows without one go to the `unparsed` partition once each
+(identified by their raw values), whichever run meets them first.
+"""
+
+from collections import Counter
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from beta_assets.metrics import MARKET_SCHEMA, QUARANTINE_REASON, RAW_PREFIX
+from beta_assets.partitions import HOUR_FORMAT, hour_labels
+from beta_assets.settings import (
+    CHANGE,
+    EVENT_TIME,
+    MARKET_EVENT_TIME,
+    MARKET_RETURN,
+    PARTITION_HOUR,
+    PRICE,
+    QUARANTINE_TABLE,
+    SILVER_COLUMNS,
+    SILVER_VERSION,
+)
+from resources.lake import DeltaLake
+
+UNPARSED_HOUR = "unparsed"
+ROW_KEY = "row_key"
+PARSED_EVENT_TIME = "event_time_utc"
+
+
+def split_rows(rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(valid market rows, rejected rows) of `market_and_rejected_rows`' output."""
+    rejected = pc.is_valid(rows.column(QUARANTINE_REASON))
+    return rows.filter(pc.invert(rejected)), rows.filter(rejected)
+
+
+def market_series_rows(market_rows: pa.Table) -> tuple[pa.Table, int]:
+    """spy_returns rows, exact duplicate ticks counted once; and how many were dropped."""
+    unique = market_rows.group_by([EVENT_TIME, PRICE, CHANGE]).aggregate([])
+    series = pa.table(
+        {
+            MARKET_EVENT_TIME: unique.column(EVENT_TIME),
+            MARKET_RETURN: unique.column(CHANGE),
+        },
+        schema=MARKET_SCHEMA,
+    ).sort_by(MARKET_EVENT_TIME)
+    return series, market_rows.num_rows - unique.num_rows
+
+
+def reason_counts(rejected: pa.Table) -> dict[str, int]:
+    return dict(sorted(Counter(rejected.column(QUARANTINE_REASON).to_pylist()).items()))
+
+
+def quarantine_rows(rejected: pa.Table, silver_version: int) -> pa.Table:
+    """Raw values as text, reason, parsed event time (if any), lineage and partition."""
+    raw = {name: rejected.column(RAW_PREFIX + name) for name in SILVER_COLUMNS}
+    times = rejected.column(EVENT_TIME)
+    hours = pc.fill_null(pc.strftime(times, format=HOUR_FORMAT), UNPARSED_HOUR)
+    key_parts = [pc.fill_null(column, "<null>") for column in raw.values()]
+    return pa.table(
+        {
+            **raw,
+            PARSED_EVENT_TIME: times,
+            QUARANTINE_REASON: rejected.column(QUARANTINE_REASON),
+            ROW_KEY: pc.binary_join_element_wise(*key_parts, "\x1f"),
+            SILVER_VERSION: pa.array([silver_version] * rejected.num_rows, pa.int64()),
+            PARTITION_HOUR: hours,
+        }
+    )
+
+
+def write_quarantine(
+    lake: DeltaLake,
+    rows: pa.Table,
+    start: datetime,
+    end: datetime,
+    commit_metadata: dict[str, str],
+) -> None:
+    """Replace the hours [start, end) of the quarantine; add unseen rows without a time."""
+    unparsed = pc.equal(rows.column(PARTITION_HOUR), UNPARSED_HOUR)
+    timed = rows.filter(pc.invert(unparsed))
+    lake.replace_partitions(
+        QUARANTINE_TABLE, timed, PARTITION_HOUR, hour_labels(start, end), commit_metadata
+    )
+    untimed = rows.filter(unparsed)
+    if untimed.num_rows:
+        lake.insert_missing(QUARANTINE_TABLE, untimed, ROW_KEY, commit_metadata)

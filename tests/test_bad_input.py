@@ -1,0 +1,207 @@
+"""Dirty feeds: a bad row never crashes a run; it is counted, kept in quarantine, and left out."""
+
+import math
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from beta_assets.settings import (
+    GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
+    QUARANTINE_TABLE,
+    SPY_RETURNS_TABLE,
+)
+from resources.lake import DeltaLake
+from tests import datasets
+from tests.compare import assert_same_windows
+from tests.pipeline import (
+    covering_keys,
+    materialized_metadata,
+    read_table,
+    run_all,
+    run_partition,
+    run_range,
+    write_silver,
+)
+from tests.reference import notebook_gold
+
+BAD_TIME = datasets.at(15, 7)
+
+
+def dirty(clean: pa.Table) -> pa.Table:
+    """The clean ticks, market symbols spelled loosely, plus one row per kind of bad value."""
+    rows = clean.to_pylist()
+    for row in rows[::7]:
+        if row["s"] == "SPY":
+            row["s"] = "spy " if row["event_time"].minute % 2 else "Spy"
+    bad = [
+        ("T001", None, 0.1, BAD_TIME, "bad_price"),
+        ("T001", math.nan, 0.1, BAD_TIME, "bad_price"),
+        ("T001", math.inf, 0.1, BAD_TIME, "bad_price"),
+        ("T001", -5.0, 0.1, BAD_TIME, "non_positive_price"),
+        ("T001", 0.0, 0.1, BAD_TIME, "non_positive_price"),
+        ("T001", 10.0, None, BAD_TIME, "bad_change_percent"),
+        ("SPY", 10.0, math.nan, BAD_TIME, "bad_change_percent"),
+        ("T001", 10.0, -math.inf, BAD_TIME, "bad_change_percent"),
+        ("", 10.0, 0.1, BAD_TIME, "empty_symbol"),
+        ("   ", 10.0, 0.1, BAD_TIME, "empty_symbol"),
+        (None, 10.0, 0.1, BAD_TIME, "empty_symbol"),
+        ("T001", 10.0, 0.1, None, "bad_event_time"),
+    ]
+    rows += [
+        {"s": s, "currentPrice": p, "changePercent": c, "event_time": t} for s, p, c, t, _ in bad
+    ]
+    return pa.Table.from_pylist(rows, schema=clean.schema)
+
+
+EXPECTED_REASONS = {
+    "bad_price": 3,
+    "non_positive_price": 2,
+    "bad_change_percent": 3,
+    "empty_symbol": 3,
+    "bad_event_time": 1,
+}
+
+
+def test_bad_rows_go_to_quarantine_and_gold_equals_the_clean_notebook(spark, lake_root):
+    clean = datasets.simulated(symbols=2, interval=120.0, seed=41)
+    write_silver(lake_root, dirty(clean))
+    result = run_range(lake_root, *covering_keys(clean))
+    metadata = materialized_metadata(result, SPY_RETURNS_TABLE)
+    assert metadata["quarantined_rows"] == sum(EXPECTED_REASONS.values())
+    for reason, count in EXPECTED_REASONS.items():
+        assert metadata[f"quarantined_{reason}"] == count
+
+    quarantine = read_table(lake_root, QUARANTINE_TABLE)
+    assert quarantine["quarantine_reason"].value_counts().to_dict() == EXPECTED_REASONS
+    assert set(quarantine.loc[quarantine["quarantine_reason"] == "bad_price", "currentPrice"]) >= {
+        "NaN",
+        "Infinity",
+    }
+    assert (
+        quarantine.loc[quarantine["event_time_utc"].isna(), "partition_hour"] == "unparsed"
+    ).all()
+
+    gold = read_table(lake_root, GOLD_TABLE)
+    assert_same_windows(gold, notebook_gold(spark.createDataFrame(clean)).toPandas())
+
+
+def test_text_columns_with_garbage_are_quarantined_not_cast_errors(spark, lake_root):
+    clean = datasets.simulated(symbols=1, interval=120.0, seed=42)
+    text = pa.table(
+        {
+            "s": clean.column("s"),
+            "currentPrice": clean.column("currentPrice").cast(pa.string()),
+            "changePercent": clean.column("changePercent").cast(pa.string()),
+            # Naive text times: the contract reads them as UTC.
+            "event_time": pa.array(
+                [t.strftime("%Y-%m-%d %H:%M:%S.%f") for t in clean.column("event_time").to_pylist()]
+            ),
+            "venue": pa.array(["X"] * clean.num_rows),  # extra columns are ignored
+        }
+    )
+    garbage = pa.table(
+        {
+            "s": ["T001", "T001", "T001"],
+            "currentPrice": ["abc", "12.5", "12.5"],
+            "changePercent": ["0.1", "1,5", "0.2"],
+            "event_time": ["2026-01-05 15:00:00", "2026-01-05 15:01:00", "yesterday at noon"],
+            "venue": ["X", "X", "X"],
+        }
+    )
+    write_silver(lake_root, pa.concat_tables([text, garbage]))
+    result = run_range(lake_root, *covering_keys(clean))
+    metadata = materialized_metadata(result, SPY_RETURNS_TABLE)
+    assert metadata["quarantined_bad_price"] == 1
+    assert metadata["quarantined_bad_change_percent"] == 1
+    assert metadata["quarantined_bad_event_time"] == 1
+    gold = read_table(lake_root, GOLD_TABLE)
+    assert_same_windows(gold, notebook_gold(spark.createDataFrame(clean)).toPandas())
+
+
+def test_a_replayed_file_counts_once(lake_root, tmp_path):
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=43)
+    once = run_all(str(tmp_path / "once"), ticks)
+    write_silver(lake_root, ticks)
+    write_silver(lake_root, ticks)  # the same file appended again
+    result = run_range(lake_root, *covering_keys(ticks))
+    twice = read_table(lake_root, GOLD_TABLE)
+    key = ["s", "window_start"]
+    columns = [c for c in once.columns if c != "silver_version"]
+    pd.testing.assert_frame_equal(
+        once[columns].sort_values(key).reset_index(drop=True),
+        twice[columns].sort_values(key).reset_index(drop=True),
+    )
+    market = ticks.filter(pa.compute.equal(ticks.column("s"), "SPY")).num_rows
+    assert materialized_metadata(result, SPY_RETURNS_TABLE)["duplicate_market_ticks"] == market
+    joined = materialized_metadata(result, JOINED_RETURNS_TABLE)
+    assert joined["duplicate_ticks"] == ticks.num_rows - market
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rename": ("changePercent", "change_pct")}, "has no column 'changePercent'"),
+        ({"drop": "event_time"}, "has no column 'event_time'"),
+        ({"retype": ("currentPrice", pa.bool_())}, "'currentPrice' has type bool"),
+        ({"retype": ("event_time", pa.int64())}, "'event_time' has type int64"),
+    ],
+)
+def test_schema_drift_fails_before_any_write_naming_the_column(lake_root, change, message):
+    ticks = datasets.simulated(symbols=1, interval=300.0, seed=44)
+    if "rename" in change:
+        old, new = change["rename"]
+        ticks = ticks.rename_columns([new if c == old else c for c in ticks.column_names])
+    elif "drop" in change:
+        ticks = ticks.drop_columns([change["drop"]])
+    else:
+        column, kind = change["retype"]
+        values = (
+            [bool(i % 2) for i in range(ticks.num_rows)]
+            if kind == pa.bool_()
+            else range(ticks.num_rows)
+        )
+        ticks = ticks.set_column(
+            ticks.schema.get_field_index(column), column, pa.array(values, kind)
+        )
+    write_silver(lake_root, ticks)
+    result = run_range(lake_root, "2026-01-05-14:00", "2026-01-05-15:00", raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    assert message in failure.cause.message
+    lake = DeltaLake(root=lake_root)
+    for table in (SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE, QUARANTINE_TABLE):
+        assert lake.open(table) is None
+
+
+def test_degenerate_windows_give_null_beta_never_an_error(lake_root):
+    market = [("SPY", 500.0, 0.2, datasets.at(14, m)) for m in (0, 10, 20)]  # constant
+    ticks = datasets.ticks(
+        market
+        + [("FLAT", 10.0, 0.5, datasets.at(14, 5)), ("FLAT", 10.1, 0.7, datasets.at(14, 15))]
+        + [("SPY", 501.0, 0.9, datasets.at(18))]
+        + [("SINGLE", 20.0, 0.1, datasets.at(17, 30))]  # pairs with the 18:00 tick only
+        + [("LONELY", 30.0, 0.1, datasets.at(22))]  # no market tick within an hour
+    )
+    gold = run_all(lake_root, ticks, min_sample_size=1)
+    assert set(gold["s"]) == {"FLAT", "SINGLE"}
+    flat = gold[gold["s"] == "FLAT"]
+    assert flat["beta"].isna().all() and flat["cost_of_equity"].isna().all()
+    single = gold[gold["s"] == "SINGLE"]
+    assert (single["sample_size"] == 1).all()
+    assert single["beta"].isna().all() and single["volatility"].isna().all()
+
+
+def test_an_hour_without_ticks_materializes_an_empty_partition(lake_root):
+    write_silver(lake_root, datasets.simulated(symbols=1, interval=300.0, seed=45))
+    from dagster import AssetSelection
+
+    from beta_assets.assets.gold import gold_beta_metrics
+    from beta_assets.assets.returns import joined_returns, spy_returns
+
+    selection = AssetSelection.assets(spy_returns, joined_returns, gold_beta_metrics)
+    run_partition(lake_root, "2026-01-05-03:00", selection)
+    for table in (SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE):
+        frame = read_table(lake_root, table)
+        assert len(frame) == 0

@@ -1,0 +1,235 @@
+"""Every check passes on good data and fails, readably, on a crafted bad table."""
+
+from datetime import timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from beta_assets.checks import (
+    gold_results,
+    joined_returns_results,
+    silver_ticks_checks,
+    spy_returns_results,
+)
+from beta_assets.metrics import MetricSettings
+from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SPY_RETURNS_TABLE
+from resources.lake import DeltaLake
+from tests import datasets
+from tests.pipeline import ASSETS, COMPUTED, covering_keys, resources, write_silver
+
+WINDOW = (datasets.at(12), datasets.at(21))
+SETTINGS = MetricSettings()
+
+
+def run_with_checks(lake_root: str, ticks: pa.Table):
+    """The pipeline and silver's checks, as `beta_pipeline` runs them."""
+    write_silver(lake_root, ticks)
+    first, last = covering_keys(ticks)
+    return materialize(
+        [*ASSETS, silver_ticks_checks],
+        selection=COMPUTED | AssetSelection.checks(silver_ticks_checks),
+        resources=resources(lake_root),
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        raise_on_error=False,
+    )
+
+
+def evaluations(result) -> dict:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture(scope="module")
+def good_lake(tmp_path_factory, spark):
+    root = str(tmp_path_factory.mktemp("good") / "lake")
+    result = run_with_checks(root, datasets.simulated(symbols=2, interval=120.0, seed=61))
+    assert result.success
+    return root, result
+
+
+def table(root: str, name: str) -> pa.Table:
+    return DeltaLake(root=root).require(name).to_pyarrow_table()
+
+
+def test_every_check_passes_on_good_data(good_lake):
+    _, result = good_lake
+    found = evaluations(result)
+    assert set(found) == {
+        "silver_column_contract",
+        "silver_value_shares",
+        "silver_exact_duplicates",
+        "silver_market_every_hour",
+        "spy_returns_contract",
+        "band_statistics_consistent",
+        "every_ticker_tick_in_a_bucket",
+        "gold_contract",
+        "gold_complete",
+        "gold_fresh",
+    }
+    failed = {name: e.description for name, e in found.items() if not e.passed}
+    assert failed == {}
+
+
+def test_too_many_bad_prices_block_the_run_before_gold(lake_root):
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=62)
+    prices = ticks.column("currentPrice").to_numpy().copy()
+    prices[::10] = -1.0  # 10% non-positive, bound 1%
+    ticks = ticks.set_column(1, "currentPrice", pa.array(prices))
+    result = run_with_checks(lake_root, ticks)
+    shares = evaluations(result)["silver_value_shares"]
+    assert not shares.passed and "unusable" in shares.description
+    assert not result.success
+    lake = DeltaLake(root=lake_root)
+    assert lake.open(GOLD_TABLE) is None and lake.open(SPY_RETURNS_TABLE) is None
+
+
+def test_broken_silver_columns_fail_the_contract_naming_the_column(lake_root):
+    ticks = datasets.simulated(symbols=1, interval=300.0, seed=63).drop_columns(["changePercent"])
+    result = run_with_checks(lake_root, ticks)
+    contract = evaluations(result)["silver_column_contract"]
+    assert not contract.passed and "changePercent" in contract.description
+    assert DeltaLake(root=lake_root).open(GOLD_TABLE) is None
+
+
+def test_a_replayed_file_warns_but_does_not_block(lake_root):
+    ticks = datasets.simulated(symbols=1, interval=300.0, seed=64)
+    write_silver(lake_root, ticks)
+    result = run_with_checks(lake_root, ticks)
+    duplicates = evaluations(result)["silver_exact_duplicates"]
+    assert not duplicates.passed and duplicates.severity == AssetCheckSeverity.WARN
+    assert duplicates.metadata["duplicate_ticks"].value == ticks.num_rows
+    assert result.success and DeltaLake(root=lake_root).open(GOLD_TABLE) is not None
+
+
+def test_an_hour_without_market_ticks_fails_naming_the_hour(lake_root):
+    ticks = datasets.without_market_between(
+        datasets.simulated(symbols=1, interval=120.0, seed=65), datasets.at(16), datasets.at(17)
+    )
+    result = run_with_checks(lake_root, ticks)
+    market = evaluations(result)["silver_market_every_hour"]
+    assert not market.passed
+    assert market.metadata["hours_without_market"].value == ["2026-01-05T16:00Z"]
+
+
+def test_spy_returns_contract_names_the_failing_rows(good_lake):
+    rows = table(good_lake[0], SPY_RETURNS_TABLE)
+    repeated = pa.concat_tables([rows, rows.slice(0, 1)])
+    hours = repeated.column("partition_hour").to_pylist()
+    hours[5] = "1999-01-01T00"
+    broken = repeated.set_column(
+        repeated.schema.get_field_index("partition_hour"), "partition_hour", pa.array(hours)
+    )
+    (result,) = spy_returns_results(broken)
+    assert not result.passed
+    failures = result.metadata["failures_by_check"].value
+    assert failures == {
+        "multiple_fields_uniqueness": 4,
+        "m_event_time outside its partition_hour": 4,
+    }
+
+
+def test_band_statistics_inconsistencies_are_reported(good_lake):
+    rows = table(good_lake[0], JOINED_RETURNS_TABLE)
+    counts = rows.column("pair_count").to_numpy().copy()
+    counts[0] = -3
+    sums = rows.column("sum_x").to_numpy().copy()
+    sums[1] = np.nan
+    broken = rows.set_column(
+        rows.schema.get_field_index("pair_count"), "pair_count", pa.array(counts)
+    )
+    broken = broken.set_column(broken.schema.get_field_index("sum_x"), "sum_x", pa.array(sums))
+    consistent, counted = joined_returns_results(broken, valid_ticker_ticks=1)
+    assert not consistent.passed and "failure" in consistent.description
+    assert not counted.passed and "1 valid in silver" in counted.description
+
+
+def gold_checks(rows: pa.Table, buckets: pa.Table, silver_latest, bound=timedelta(hours=1)):
+    latest = pc.max(rows.column("window_start")).as_py()
+    return {
+        r.check_name: r
+        for r in gold_results(
+            rows, buckets.to_pandas(), SETTINGS, WINDOW, silver_latest, latest, bound
+        )
+    }
+
+
+def test_gold_contract_reports_each_broken_rule(good_lake):
+    root = good_lake[0]
+    rows, buckets = table(root, GOLD_TABLE), table(root, JOINED_RETURNS_TABLE)
+    frame = rows.to_pandas()
+    frame.loc[0, "volatility"] = -1.0
+    frame.loc[1, "beta"] = np.inf
+    frame.loc[2, "cost_of_equity"] += 0.01
+    frame.loc[3, "sample_size"] = 5
+    frame.loc[4, "partition_hour"] = "2026-01-05T03"
+    frame.loc[5, "window_start"] = frame.loc[6, "window_start"]
+    frame.loc[5, "s"] = frame.loc[6, "s"]
+    broken = pa.Table.from_pandas(frame, schema=rows.schema, preserve_index=False)
+    result = gold_checks(broken, buckets, None)["gold_contract"]
+    assert not result.passed
+    failed = set(result.metadata["failures_by_check"].value)
+    assert "cost_of_equity != rf + beta x premium" in failed
+    assert "window not 2 hours, off the grid or outside its hour" in failed
+    assert any("greater_than_or_equal_to(0" in name for name in failed)  # volatility
+    assert any("greater_than_or_equal_to(20" in name for name in failed)  # sample size
+    assert any("in_range" in name for name in failed)  # infinite beta
+    assert any("unique" in name for name in failed)
+
+
+def test_gold_completeness_finds_missing_and_extra_windows(good_lake):
+    root = good_lake[0]
+    rows, buckets = table(root, GOLD_TABLE), table(root, JOINED_RETURNS_TABLE)
+    assert gold_checks(rows, buckets, None)["gold_complete"].passed
+    missing = gold_checks(rows.slice(1), buckets, None)["gold_complete"]
+    assert not missing.passed and "1 missing" in missing.description
+    frame = rows.to_pandas()
+    frame.loc[0, "window_start"] = frame.loc[0, "window_start"] + timedelta(days=2)
+    shifted = pa.Table.from_pandas(frame, schema=rows.schema, preserve_index=False)
+    extra = gold_checks(shifted, buckets, None)["gold_complete"]
+    assert not extra.passed and "1 missing, 1 extra" in extra.description
+
+
+def test_gold_freshness_warns_when_gold_lags_silver(good_lake):
+    root = good_lake[0]
+    rows, buckets = table(root, GOLD_TABLE), table(root, JOINED_RETURNS_TABLE)
+    latest = pc.max(rows.column("window_start")).as_py()
+    assert gold_checks(rows, buckets, latest + timedelta(minutes=30))["gold_fresh"].passed
+    late = gold_checks(rows, buckets, latest + timedelta(hours=3))["gold_fresh"]
+    assert not late.passed and late.severity == AssetCheckSeverity.WARN
+    assert late.metadata["lag_minutes"].value == 180.0
+
+
+def test_the_ci_gate_fails_when_a_check_fails(tmp_path, monkeypatch):
+    from dagster import instance_for_test
+
+    from beta_assets.feed.check_report import report
+
+    ticks = datasets.simulated(symbols=1, interval=300.0, seed=66)
+    expected = {("silver_ticks", "silver_exact_duplicates"), ("gold_beta_metrics", "gold_contract")}
+    first, last = covering_keys(ticks)
+    root = str(tmp_path / "lake")
+    with instance_for_test() as instance:
+        monkeypatch.setattr(DagsterInstance, "get", staticmethod(lambda: instance))
+
+        def run() -> None:
+            materialize(
+                [*ASSETS, silver_ticks_checks],
+                selection=COMPUTED | AssetSelection.checks(silver_ticks_checks),
+                resources=resources(root),
+                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                instance=instance,
+            )
+
+        write_silver(root, ticks)
+        run()
+        assert report(expected) == 0
+        assert report(expected | {("gold_beta_metrics", "no_such_check")}) == 1
+        write_silver(root, ticks)  # a replayed file: the duplicates check fails (WARN)
+        run()
+        assert report(expected) == 1
