@@ -43,6 +43,10 @@ live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	feed=$$!; trap "kill $$feed" EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
+## The benchmark table (tickbeta vs the notebook's plan; 20-30 minutes).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

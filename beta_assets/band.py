@@ -1,13 +1,18 @@
-"""The pair sums of DESIGN.md's algorithm, in numpy, for one batch of ticker ticks.
+"""The sums behind every gold metric, in numpy, for all the ticks of some symbols.
 
-Every metric of a window is a function of sums over (ticker tick i, market tick j) pairs with
-|t_i - m_j| <= band. Those sums factor per ticker tick: with the market ticks sorted by time,
-the ticks paired with t_i are one index range [lo_i, hi_i), found by two binary searches, and
-prefix sums over the market give that range's count, sum of y and sum of y^2 in O(1).
+Notebook metrics. Every metric of a window is a function of sums over (ticker tick i, market
+tick j) pairs with |t_i - m_j| <= band. Those sums factor per ticker tick: with the market
+ticks sorted by time, the ticks paired with t_i are one index range [lo_i, hi_i), found by
+two binary searches, and prefix sums over the market give that range's count, sum of y and
+sum of y^2 in O(1). x (ticker changePercent) and y (market changePercent) are summed shifted
+by reference values: covariance does not change under a shift, and values near zero avoid
+the cancellation of sum(x^2) - sum(x)^2 / n.
 
-x (ticker changePercent) and y (market return) are summed shifted by reference values: the
-covariance does not change under a shift, and summing values near zero avoids the
-cancellation of sum(x^2) - sum(x)^2 / n. Nothing here knows Spark or Dagster.
+Aligned returns. Both series are resampled to regular bars (last price in the bar); a bar's
+log return needs a price in it and in the bar before. Bars where both the symbol and the
+market have a return give one (market, symbol) return pair for the OLS beta.
+
+Nothing here knows Spark or Dagster.
 """
 
 from dataclasses import dataclass
@@ -18,16 +23,16 @@ import pyarrow.compute as pc
 
 from beta_assets.settings import CHANGE, EVENT_TIME, PRICE, SYMBOL
 
-MICROS = 1_000_000
-
 BUCKET_START = "bucket_start"
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
 
-# joined_returns: one row per (symbol, 5-minute bucket of its ticks). x is the ticker's
-# changePercent, y the market's; sums are over the bucket's pairs, shifted by x_ref / y_ref.
+# joined_returns: one row per (symbol, 5-minute bucket of its ticks).
+#   notebook pairs: x = the symbol's changePercent, y = the market's, shifted by x_ref / y_ref
+#   aligned bars:   rm = the market's bar log return, rt = the symbol's (not shifted: ~0 mean)
 BUCKET_SCHEMA = pa.schema(
     [
         (SYMBOL, pa.string()),
-        (BUCKET_START, pa.timestamp("us", tz="UTC")),
+        (BUCKET_START, _UTC_MICROS),
         ("pair_count", pa.int64()),
         ("x_ref", pa.float64()),
         ("y_ref", pa.float64()),
@@ -43,8 +48,14 @@ BUCKET_SCHEMA = pa.schema(
         ("paired_ticks", pa.int64()),
         ("unpaired_ticks", pa.int64()),
         ("duplicate_ticks", pa.int64()),
-        ("last_paired_time", pa.timestamp("us", tz="UTC")),
+        ("last_paired_time", _UTC_MICROS),
         ("last_paired_price", pa.float64()),
+        ("aligned_bars", pa.int64()),
+        ("sum_rm", pa.float64()),
+        ("sum_rt", pa.float64()),
+        ("sum_rm_rm", pa.float64()),
+        ("sum_rt_rt", pa.float64()),
+        ("sum_rm_rt", pa.float64()),
     ]
 )
 # What a window adds up from its buckets (tick counts stay per bucket).
@@ -52,8 +63,18 @@ WINDOW_FIELDS = [name for name in BUCKET_SCHEMA.names if name not in (SYMBOL, "d
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """Time spans in epoch microseconds, and where the run's ticks start."""
+
+    band_us: int
+    bucket_us: int
+    bar_us: int
+    first_tick_us: int  # earlier ticks only give the price of the bar before the range
+
+
+@dataclass(frozen=True)
 class MarketSeries:
-    """Market ticks sorted by time with prefix sums of the shifted returns.
+    """Market ticks sorted by (time, price) with prefix sums of the shifted returns.
 
     `times` are epoch microseconds; `prefix_y[k]` and `prefix_yy[k]` are the sums of
     (y - y_ref) and (y - y_ref)^2 over the first k ticks.
@@ -61,13 +82,16 @@ class MarketSeries:
 
     times: np.ndarray
     returns: np.ndarray
+    prices: np.ndarray
     y_ref: float
     prefix_y: np.ndarray
     prefix_yy: np.ndarray
 
     @classmethod
-    def from_arrays(cls, times_us: np.ndarray, returns: np.ndarray) -> "MarketSeries":
-        order = np.argsort(times_us, kind="stable")
+    def from_arrays(
+        cls, times_us: np.ndarray, returns: np.ndarray, prices: np.ndarray
+    ) -> "MarketSeries":
+        order = np.lexsort((prices, times_us))
         times = np.ascontiguousarray(times_us[order], dtype=np.int64)
         values = np.ascontiguousarray(returns[order], dtype=np.float64)
         # The median keeps |y - y_ref| small over the whole series, whatever its level.
@@ -75,7 +99,8 @@ class MarketSeries:
         shifted = values - y_ref
         prefix_y = np.concatenate(([0.0], np.cumsum(shifted)))
         prefix_yy = np.concatenate(([0.0], np.cumsum(shifted * shifted)))
-        return cls(times, values, y_ref, prefix_y, prefix_yy)
+        prices = np.ascontiguousarray(prices[order], dtype=np.float64)
+        return cls(times, values, prices, y_ref, prefix_y, prefix_yy)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -98,55 +123,139 @@ class MarketSeries:
             np.maximum.reduceat(padded, bounds)[::2],
         )
 
+    def bar_returns(self, bar_us: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bar numbers, log returns) of the market's bars that have one."""
+        codes = np.zeros(len(self.times), dtype=np.int64)
+        _, bars, returns = bar_log_returns(codes, self.times, self.prices, bar_us)
+        return bars, returns
 
-def bucket_sums(
-    ticks: pa.Table | pa.RecordBatch,
-    market: MarketSeries,
-    band_us: int,
-    bucket_us: int,
-) -> pa.RecordBatch:
-    """Pair sums per (symbol, bucket), from ALL the ticker ticks of the symbols in `ticks`.
 
-    Exact duplicate ticks (same symbol, time, price and change: a replayed file) count once.
+def bar_log_returns(
+    codes: np.ndarray, times: np.ndarray, prices: np.ndarray, bar_us: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per series (code) sorted by time: (row of each bar's last tick, bar number, log return).
+
+    A bar has a return when the bar just before it has a price too.
     """
-    if ticks.num_rows == 0:
-        return pa.RecordBatch.from_pylist([], schema=BUCKET_SCHEMA)
-    if isinstance(ticks, pa.Table):
-        ticks = ticks.combine_chunks().to_batches()[0]
+    bars = times // bar_us
+    is_last = np.ones(len(times), dtype=bool)
+    is_last[:-1] = (codes[1:] != codes[:-1]) | (bars[1:] != bars[:-1])
+    rows = np.flatnonzero(is_last)
+    series, bar, price = codes[rows], bars[rows], prices[rows]
+    follows = (series[1:] == series[:-1]) & (bar[1:] == bar[:-1] + 1)
+    returns = np.log(price[1:] / price[:-1])
+    return rows[1:][follows], bar[1:][follows], returns[follows]
+
+
+@dataclass
+class _Ticks:
+    """Ticker ticks sorted by (symbol, time, price, change), exact duplicates removed."""
+
+    dictionary: pa.Array
+    codes: np.ndarray
+    times: np.ndarray
+    x: np.ndarray
+    prices: np.ndarray
+    repeats: np.ndarray  # per kept row: how many identical copies followed it
+
+
+def _unique_sorted(ticks: pa.RecordBatch) -> _Ticks:
     times = _epoch_micros(ticks.column(EVENT_TIME))
     x = np.asarray(ticks.column(CHANGE).to_numpy(zero_copy_only=False), dtype=np.float64)
     prices = np.asarray(ticks.column(PRICE).to_numpy(zero_copy_only=False), dtype=np.float64)
     symbols = pc.dictionary_encode(ticks.column(SYMBOL))
-    symbol_codes = np.asarray(symbols.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-
-    # Sorted by symbol, time, price, change: buckets are contiguous, duplicates adjacent,
-    # and the last paired tick of a bucket is its latest one (the higher price on ties).
-    order = np.lexsort((x, prices, times, symbol_codes))
-    times, x, prices, symbol_codes = times[order], x[order], prices[order], symbol_codes[order]
-    repeated = np.zeros(len(order), dtype=bool)
-    repeated[1:] = (
-        (symbol_codes[1:] == symbol_codes[:-1])
-        & (times[1:] == times[:-1])
-        & (prices[1:] == prices[:-1])
-        & (x[1:] == x[:-1])
+    codes = np.asarray(symbols.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    # Sorted so: buckets and bars are contiguous, duplicates adjacent, and the last tick of a
+    # bucket or bar is its latest one (the higher price on ties).
+    order = np.lexsort((x, prices, times, codes))
+    codes, times, x, prices = codes[order], times[order], x[order], prices[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (
+        (codes[1:] != codes[:-1])
+        | (times[1:] != times[:-1])
+        | (prices[1:] != prices[:-1])
+        | (x[1:] != x[:-1])
     )
-    buckets = times // bucket_us * bucket_us
-    new_group = np.ones(len(order), dtype=bool)
-    new_group[1:] = (symbol_codes[1:] != symbol_codes[:-1]) | (buckets[1:] != buckets[:-1])
-    starts = np.flatnonzero(new_group)
-    duplicates = np.add.reduceat(repeated.astype(np.int64), starts)
-    keep = ~repeated
-    times, x, prices = times[keep], x[keep], prices[keep]
-    symbol_codes, buckets = symbol_codes[keep], buckets[keep]
-    starts = np.flatnonzero(new_group[keep])
-    group_of_row = np.cumsum(new_group[keep]) - 1
+    kept = np.flatnonzero(first)
+    repeats = np.diff(np.append(kept, len(order))) - 1
+    return _Ticks(symbols.dictionary, codes[kept], times[kept], x[kept], prices[kept], repeats)
 
+
+def bucket_sums(
+    ticks: pa.Table | pa.RecordBatch, market: MarketSeries, geometry: Geometry
+) -> pa.RecordBatch:
+    """joined_returns rows from ALL the ticker ticks of the symbols in `ticks`.
+
+    Exact duplicate ticks (same symbol, time, price and change: a replayed file) count once.
+    """
+    if ticks.num_rows == 0:
+        return _no_buckets()
+    if isinstance(ticks, pa.Table):
+        ticks = ticks.combine_chunks().to_batches()[0]
+    every = _unique_sorted(ticks)
+    rm, rt, has_bar = _aligned_returns(every, market, geometry.bar_us)
+    in_range = every.times >= geometry.first_tick_us
+    if not in_range.any():
+        return _no_buckets()
+    codes, times = every.codes[in_range], every.times[in_range]
+    buckets = times // geometry.bucket_us * geometry.bucket_us
+    new_group = np.ones(len(times), dtype=bool)
+    new_group[1:] = (codes[1:] != codes[:-1]) | (buckets[1:] != buckets[:-1])
+    starts = np.flatnonzero(new_group)
+
+    group_of_row = np.cumsum(new_group) - 1
+
+    def group_sum(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, starts)
+
+    columns = {
+        SYMBOL: pc.take(every.dictionary, pa.array(codes[starts])),
+        BUCKET_START: _timestamps(buckets[starts]),
+        **_pair_sums(every, in_range, starts, group_of_row, market, geometry.band_us),
+        "duplicate_ticks": pa.array(group_sum(every.repeats[in_range]), pa.int64()),
+        "aligned_bars": pa.array(group_sum(has_bar[in_range].astype(np.int64)), pa.int64()),
+        "sum_rm": pa.array(group_sum(rm[in_range])),
+        "sum_rt": pa.array(group_sum(rt[in_range])),
+        "sum_rm_rm": pa.array(group_sum(rm[in_range] ** 2)),
+        "sum_rt_rt": pa.array(group_sum(rt[in_range] ** 2)),
+        "sum_rm_rt": pa.array(group_sum(rm[in_range] * rt[in_range])),
+    }
+    return pa.RecordBatch.from_pydict(columns, schema=BUCKET_SCHEMA)
+
+
+def _aligned_returns(
+    ticks: _Ticks, market: MarketSeries, bar_us: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tick row: the (market, symbol) bar returns of the bar it closes, else zeros."""
+    rows, bars, symbol_returns = bar_log_returns(ticks.codes, ticks.times, ticks.prices, bar_us)
+    market_bars, market_returns = market.bar_returns(bar_us)
+    where = np.searchsorted(market_bars, bars)
+    matched = where < len(market_bars)
+    matched[matched] = market_bars[where[matched]] == bars[matched]
+    rm = np.zeros(len(ticks.times))
+    rt = np.zeros(len(ticks.times))
+    has_bar = np.zeros(len(ticks.times), dtype=bool)
+    rm[rows[matched]] = market_returns[where[matched]]
+    rt[rows[matched]] = symbol_returns[matched]
+    has_bar[rows[matched]] = True
+    return rm, rt, has_bar
+
+
+def _pair_sums(
+    every: _Ticks,
+    in_range: np.ndarray,
+    starts: np.ndarray,
+    group_of_row: np.ndarray,
+    market: MarketSeries,
+    band_us: int,
+) -> dict[str, pa.Array]:
+    """The notebook's pair sums per bucket, the extremes, and the latest paired tick."""
+    times, x, prices = every.times[in_range], every.x[in_range], every.prices[in_range]
     lo, hi = market.band(times, band_us)
     counts = hi - lo
     paired = counts > 0
     sum_y_per_tick = market.prefix_y[hi] - market.prefix_y[lo]
     sum_yy_per_tick = market.prefix_yy[hi] - market.prefix_yy[lo]
-
     x_ref = x[starts]  # the bucket's earliest tick
     dx = x - x_ref[group_of_row]
     weighted_dx = counts * dx
@@ -159,10 +268,7 @@ def bucket_sums(
     no_pairs = pair_count == 0
     last_paired = np.maximum.reduceat(np.where(paired, np.arange(len(times)), -1), starts)
     y_min, y_max = _bucket_market_extremes(lo, hi, paired, starts, market)
-
-    columns = {
-        SYMBOL: pc.take(symbols.dictionary, pa.array(symbol_codes[starts])),
-        BUCKET_START: _timestamps(buckets[starts]),
+    return {
         "pair_count": pa.array(pair_count, pa.int64()),
         "x_ref": pa.array(x_ref),
         "y_ref": pa.array(np.full(len(starts), market.y_ref)),
@@ -177,11 +283,9 @@ def bucket_sums(
         "y_max": pa.array(y_max, mask=no_pairs),
         "paired_ticks": pa.array(paired_ticks, pa.int64()),
         "unpaired_ticks": pa.array(np.diff(np.append(starts, len(times))) - paired_ticks),
-        "duplicate_ticks": pa.array(duplicates, pa.int64()),
         "last_paired_time": _timestamps(times[last_paired], mask=no_pairs),
         "last_paired_price": pa.array(prices[last_paired], mask=no_pairs),
     }
-    return pa.RecordBatch.from_pydict(columns, schema=BUCKET_SCHEMA)
 
 
 def _bucket_market_extremes(
@@ -208,10 +312,14 @@ def _bucket_market_extremes(
     return y_min, y_max
 
 
+def _no_buckets() -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=BUCKET_SCHEMA)
+
+
 def _epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    as_micros = pc.cast(column, pa.timestamp("us", tz="UTC"))
+    as_micros = pc.cast(column, _UTC_MICROS)
     return np.asarray(as_micros.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _timestamps(micros: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
-    return pa.array(micros, pa.int64(), mask=mask).cast(pa.timestamp("us", tz="UTC"))
+    return pa.array(micros, pa.int64(), mask=mask).cast(_UTC_MICROS)

@@ -54,6 +54,8 @@ from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource
 
 FAILURE_ROWS_SHOWN = 20
+# Finite: NaN and infinities fail a range check, any real number passes.
+_FINITE = {"in_range": {"min_value": -1e300, "max_value": 1e300}}
 # cost_of_equity is recomputed from beta: they must agree to rounding.
 COST_TOLERANCE = 1e-12
 
@@ -136,17 +138,11 @@ class JoinedReturnsContract(pa_schema.DataFrameModel):
     paired_ticks: int = pa_schema.Field(ge=0)
     unpaired_ticks: int = pa_schema.Field(ge=0)
     duplicate_ticks: int = pa_schema.Field(ge=0)
-    sum_x: float = pa_schema.Field(
-        nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
-    )
-    sum_y: float = pa_schema.Field(
-        nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
-    )
+    sum_x: float = pa_schema.Field(nullable=False, **_FINITE)
+    sum_y: float = pa_schema.Field(nullable=False, **_FINITE)
     sum_xx: float = pa_schema.Field(nullable=False, ge=0, le=1e300)
     sum_yy: float = pa_schema.Field(nullable=False, ge=0, le=1e300)
-    sum_xy: float = pa_schema.Field(
-        nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
-    )
+    sum_xy: float = pa_schema.Field(nullable=False, **_FINITE)
     partition_hour: str
 
     @pa_schema.dataframe_check(error="pairs without paired ticks, or paired ticks without pairs")
@@ -175,16 +171,16 @@ def gold_contract(settings: MetricSettings) -> pa_schema.DataFrameSchema:
         s: str = pa_schema.Field(nullable=False, str_length={"min_value": 1})
         window_start: pd.DatetimeTZDtype("us", "UTC") = pa_schema.Field(nullable=False)
         window_end: pd.DatetimeTZDtype("us", "UTC") = pa_schema.Field(nullable=False)
-        beta: float = pa_schema.Field(
-            nullable=True, in_range={"min_value": -1e300, "max_value": 1e300}
-        )
+        beta: float = pa_schema.Field(nullable=True, **_FINITE)
         volatility: float = pa_schema.Field(nullable=True, ge=0, le=1e300)
-        momentum: float = pa_schema.Field(
-            nullable=False, in_range={"min_value": -1e300, "max_value": 1e300}
-        )
+        momentum: float = pa_schema.Field(nullable=False, **_FINITE)
         sample_size: int = pa_schema.Field(ge=settings.min_sample_size)
         cost_of_equity: float = pa_schema.Field(nullable=True)
         is_final: bool
+        beta_aligned: float = pa_schema.Field(nullable=True, **_FINITE)
+        beta_aligned_se: float = pa_schema.Field(nullable=True, ge=0, le=1e300)
+        beta_aligned_r2: float = pa_schema.Field(nullable=True, ge=0, le=1 + 1e-9)
+        aligned_bars: int = pa_schema.Field(ge=0)
         partition_hour: str
 
         @pa_schema.dataframe_check(error="cost_of_equity != rf + beta x premium")

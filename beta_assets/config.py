@@ -1,12 +1,16 @@
 """What users set in the Dagster launchpad about the metrics (defaults are the notebook's)."""
 
+from datetime import timedelta
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from beta_assets.metrics import MetricSettings
 from beta_assets.settings import (
+    BAR,
     MARKET_PREMIUM,
     MARKET_SYMBOL,
+    MIN_ALIGNED_BARS,
     MIN_SAMPLE_SIZE,
     NOISE_AMPLITUDE,
     RISK_FREE_RATE,
@@ -34,6 +38,16 @@ class BetaMetricsConfig(ConfigurableResource):
         default=NOISE_AMPLITUDE, ge=0, description="Width of the noise: (u - 0.5) * amplitude."
     )
 
+    bar_seconds: int = Field(
+        default=int(BAR.total_seconds()),
+        gt=0,
+        description="Bar of the time-aligned beta (last price per bar); must divide 300 s.",
+    )
+    min_aligned_bars: int = Field(
+        default=MIN_ALIGNED_BARS,
+        ge=3,
+        description="beta_aligned is null for windows with fewer bars where both have returns.",
+    )
     max_bad_share: float = Field(
         default=0.01,
         ge=0,
@@ -53,4 +67,6 @@ class BetaMetricsConfig(ConfigurableResource):
             min_sample_size=self.min_sample_size,
             noise=self.noise,
             noise_amplitude=self.noise_amplitude,
+            bar=timedelta(seconds=self.bar_seconds),
+            min_aligned_bars=self.min_aligned_bars,
         )

@@ -18,17 +18,22 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from beta_assets.band import BUCKET_SCHEMA, BUCKET_START, WINDOW_FIELDS, MarketSeries
+from beta_assets.band import BUCKET_SCHEMA, BUCKET_START, WINDOW_FIELDS, Geometry, MarketSeries
 from beta_assets.band import bucket_sums as bucket_sums_of
 from beta_assets.settings import (
     BAND,
+    BAR,
+    BLUME_PRIOR,
+    BLUME_WEIGHT,
     BUCKETS_PER_WINDOW,
     CHANGE,
     EVENT_TIME,
     MARKET_EVENT_TIME,
     MARKET_PREMIUM,
+    MARKET_PRICE,
     MARKET_RETURN,
     MARKET_SYMBOL,
+    MIN_ALIGNED_BARS,
     MIN_SAMPLE_SIZE,
     NOISE_AMPLITUDE,
     PRICE,
@@ -55,6 +60,12 @@ class MetricSettings:
     min_sample_size: int = MIN_SAMPLE_SIZE
     noise: bool = False
     noise_amplitude: float = NOISE_AMPLITUDE
+    bar: timedelta = BAR
+    min_aligned_bars: int = MIN_ALIGNED_BARS
+
+    def __post_init__(self) -> None:
+        if self.bar <= timedelta(0) or SLIDE % self.bar:
+            raise ValueError(f"the bar ({self.bar}) must divide the {SLIDE} slide")
 
 
 def _micros(delta: timedelta) -> int:
@@ -166,7 +177,11 @@ def prepared_ticks(typed: DataFrame, settings: MetricSettings) -> DataFrame:
 
 
 MARKET_SCHEMA = pa.schema(
-    [(MARKET_EVENT_TIME, pa.timestamp("us", tz="UTC")), (MARKET_RETURN, pa.float64())]
+    [
+        (MARKET_EVENT_TIME, pa.timestamp("us", tz="UTC")),
+        (MARKET_RETURN, pa.float64()),
+        (MARKET_PRICE, pa.float64()),
+    ]
 )
 
 
@@ -175,34 +190,45 @@ def ticker_ticks(ticks: DataFrame, market_symbol: str) -> DataFrame:
 
 
 def market_series(market: pa.Table) -> MarketSeries:
-    """The market returns (a few ten thousand rows a day) as arrays to broadcast to tasks."""
+    """The market ticks (a few ten thousand rows a day) as arrays to ship to every task."""
     times = market.column(MARKET_EVENT_TIME).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    returns = market.column(MARKET_RETURN).cast(pa.float64())
     return MarketSeries.from_arrays(
         np.asarray(times.to_numpy(), dtype=np.int64),
-        np.asarray(returns.to_numpy(), dtype=np.float64),
+        np.asarray(market.column(MARKET_RETURN).to_numpy(), dtype=np.float64),
+        np.asarray(market.column(MARKET_PRICE).to_numpy(), dtype=np.float64),
     )
 
 
 # --- joined_returns: pair sums per (symbol, bucket)
 
 
-def bucket_sums(tickers: DataFrame, market: MarketSeries) -> DataFrame:
-    """One row per (symbol, 5-minute bucket) with the sums over the pairs of its ticks.
+def bucket_sums(
+    tickers: DataFrame, market: MarketSeries, settings: MetricSettings, start: datetime
+) -> DataFrame:
+    """One row per (symbol, 5-minute bucket) from `start` with the sums of its ticks.
 
     The ticks of a symbol are brought to one task (a shuffle by symbol), where numpy pairs
     them with the market series shipped to every task: buckets are complete in one place,
-    exact duplicate ticks meet and count once, and no per-tick row leaves the task.
+    exact duplicate ticks meet and count once, and no per-tick row leaves the task. Ticks
+    up to one bar before `start` only price the bar before the first one.
     """
-    band_us, bucket_us = _micros(BAND), _micros(SLIDE)
+    geometry = Geometry(
+        band_us=_micros(BAND),
+        bucket_us=_micros(SLIDE),
+        bar_us=_micros(settings.bar),
+        first_tick_us=int(start.timestamp() * _MICROS_PER_SECOND),
+    )
 
     def sums_per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         received = [batch for batch in batches if batch.num_rows]
         if received:
-            yield bucket_sums_of(pa.Table.from_batches(received), market, band_us, bucket_us)
+            yield bucket_sums_of(pa.Table.from_batches(received), market, geometry)
 
     by_symbol = tickers.select(SYMBOL, PRICE, CHANGE, EVENT_TIME).repartition(SYMBOL)
     return by_symbol.mapInArrow(sums_per_task, from_arrow_schema(BUCKET_SCHEMA))
+
+
+_BAR_SUMS = ("aligned_bars", "sum_rm", "sum_rt", "sum_rm_rm", "sum_rt_rt", "sum_rm_rt")
 
 
 def _fold_rows(rows: DataFrame, keys: list[str], order_field: str, fields: list[str]) -> DataFrame:
@@ -241,6 +267,7 @@ def merge_sums(acc: Column, item: Column, field_order: list[str]) -> Column:
         "y_max": F.greatest(acc["y_max"], item["y_max"]),
         "paired_ticks": acc["paired_ticks"] + item["paired_ticks"],
         "unpaired_ticks": acc["unpaired_ticks"] + item["unpaired_ticks"],
+        **{name: acc[name] + item[name] for name in _BAR_SUMS},
     }
     item_is_later = _is_later_tick(item, acc)
     for field in ("last_paired_time", "last_paired_price"):
@@ -323,6 +350,7 @@ def _finish_metrics(
         F.col("last_paired_price").alias("close_price"),
         F.col("pair_count").alias("sample_size"),
         is_final.alias("is_final"),
+        *_aligned_beta_columns(settings.min_aligned_bars),
     )
     cost_of_equity = F.lit(settings.risk_free_rate) + F.col("beta") * F.lit(settings.market_premium)
     return (
@@ -332,7 +360,33 @@ def _finish_metrics(
     )
 
 
-GOLD_COLUMNS = (
+def _aligned_beta_columns(min_bars: int) -> list[Column]:
+    """OLS of the symbol's bar returns on the market's: slope, its standard error, R^2.
+
+    Bar returns have means near zero, so their sums need no shift against cancellation.
+    """
+    n = F.col("aligned_bars").cast("double")
+    sum_rm, sum_rt = F.col("sum_rm"), F.col("sum_rt")
+    sxx = F.col("sum_rm_rm") - sum_rm * sum_rm / n
+    syy = F.col("sum_rt_rt") - sum_rt * sum_rt / n
+    sxy = F.col("sum_rm_rt") - sum_rm * sum_rt / n
+    enough = (F.col("aligned_bars") >= F.lit(max(min_bars, 3))) & (sxx > 0)
+    slope = F.try_divide(sxy, sxx)
+    residual = F.greatest(syy - slope * sxy, F.lit(0.0))
+    standard_error = F.sqrt(F.try_divide(F.try_divide(residual, n - 2), sxx))
+    r_squared = F.try_divide(sxy * sxy, sxx * syy)
+    blume = F.lit(BLUME_WEIGHT) * slope + F.lit(BLUME_PRIOR)
+    return [
+        F.when(enough, slope).alias("beta_aligned"),
+        F.when(enough, standard_error).alias("beta_aligned_se"),
+        F.when(enough & (syy > 0), r_squared).alias("beta_aligned_r2"),
+        F.when(enough, blume).alias("beta_aligned_blume"),
+        F.col("aligned_bars"),
+    ]
+
+
+# The notebook's columns, then the time-aligned beta.
+NOTEBOOK_COLUMNS = (
     SYMBOL,
     "window_start",
     "window_end",
@@ -344,3 +398,11 @@ GOLD_COLUMNS = (
     "cost_of_equity",
     "is_final",
 )
+ALIGNED_COLUMNS = (
+    "beta_aligned",
+    "beta_aligned_se",
+    "beta_aligned_r2",
+    "beta_aligned_blume",
+    "aligned_bars",
+)
+GOLD_COLUMNS = NOTEBOOK_COLUMNS + ALIGNED_COLUMNS

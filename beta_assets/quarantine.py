@@ -18,6 +18,7 @@ from beta_assets.settings import (
     CHANGE,
     EVENT_TIME,
     MARKET_EVENT_TIME,
+    MARKET_PRICE,
     MARKET_RETURN,
     PARTITION_HOUR,
     PRICE,
@@ -45,9 +46,10 @@ def market_series_rows(market_rows: pa.Table) -> tuple[pa.Table, int]:
         {
             MARKET_EVENT_TIME: unique.column(EVENT_TIME),
             MARKET_RETURN: unique.column(CHANGE),
+            MARKET_PRICE: unique.column(PRICE),
         },
         schema=MARKET_SCHEMA,
-    ).sort_by(MARKET_EVENT_TIME)
+    ).sort_by([(MARKET_EVENT_TIME, "ascending"), (MARKET_PRICE, "ascending")])
     return series, market_rows.num_rows - unique.num_rows
 
 

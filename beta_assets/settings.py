@@ -16,6 +16,7 @@ SILVER_COLUMNS = (SYMBOL, PRICE, CHANGE, EVENT_TIME)
 # --- market series (spy_returns)
 MARKET_RETURN = "m_return"
 MARKET_EVENT_TIME = "m_event_time"
+MARKET_PRICE = "m_price"
 
 # --- time geometry of the notebook's query
 WINDOW = timedelta(hours=2)  # window(event_time, "2 hours", ...)
@@ -35,6 +36,16 @@ RISK_FREE_RATE = 0.0425
 MARKET_PREMIUM = 0.05
 MIN_SAMPLE_SIZE = 20
 NOISE_AMPLITUDE = 0.1  # the notebook added (rand() - 0.5) * 0.1
+
+# --- the time-aligned beta (beta_aligned)
+# One-minute bars: with ticks every few seconds the last price of a bar lies a few seconds
+# before its end for both series, so the asynchrony that biases betas toward zero (the Epps
+# effect) is a few percent of a bar; shorter bars would grow it, longer ones leave fewer bars.
+BAR = timedelta(minutes=1)
+MIN_ALIGNED_BARS = 30
+# Blume's adjustment toward the market's beta of 1.
+BLUME_WEIGHT = 0.67
+BLUME_PRIOR = 0.33
 
 # --- tables in the lake
 SILVER_TABLE = "silver_ticks"

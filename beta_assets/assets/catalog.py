@@ -21,9 +21,12 @@ from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.feed.simulator import TICK_SCHEMA
 from beta_assets.metrics import GOLD_COLUMNS, MARKET_SCHEMA
 from beta_assets.settings import (
+    BLUME_PRIOR,
+    BLUME_WEIGHT,
     CHANGE,
     EVENT_TIME,
     MARKET_EVENT_TIME,
+    MARKET_PRICE,
     MARKET_RETURN,
     PARTITION_HOUR,
     PRICE,
@@ -54,6 +57,11 @@ _GOLD_TYPES = {
     "sample_size": pa.int64(),
     "cost_of_equity": pa.float64(),
     "is_final": pa.bool_(),
+    "beta_aligned": pa.float64(),
+    "beta_aligned_se": pa.float64(),
+    "beta_aligned_r2": pa.float64(),
+    "beta_aligned_blume": pa.float64(),
+    "aligned_bars": pa.int64(),
 }
 GOLD_SCHEMA = pa.schema([(name, _GOLD_TYPES[name]) for name in GOLD_COLUMNS])
 
@@ -74,6 +82,7 @@ SILVER_DESCRIPTIONS = {
 SPY_RETURNS_DESCRIPTIONS = {
     MARKET_EVENT_TIME: "Time of the market tick (UTC); its hour is the partition.",
     MARKET_RETURN: "The market's changePercent at that tick: y in the beta regression.",
+    MARKET_PRICE: "The market's price at that tick (its bar returns give beta_aligned).",
 }
 
 JOINED_RETURNS_DESCRIPTIONS = {
@@ -96,6 +105,12 @@ JOINED_RETURNS_DESCRIPTIONS = {
     "last_paired_time": "Time of the bucket's latest paired ticker tick.",
     "last_paired_price": "Price of that tick (the higher one at equal times): gold's close_price.",
     "duplicate_ticks": "Exact repeats of a tick (same symbol, time, price, change), counted once.",
+    "aligned_bars": "Bars (1 minute by default) in which symbol and market both have a return.",
+    "sum_rm": "Sum over those bars of the market's bar log return rm.",
+    "sum_rt": "Sum over those bars of the symbol's bar log return rt.",
+    "sum_rm_rm": "Sum over those bars of rm^2.",
+    "sum_rt_rt": "Sum over those bars of rt^2.",
+    "sum_rm_rt": "Sum over those bars of rm * rt.",
 }
 
 GOLD_DESCRIPTIONS = {
@@ -116,6 +131,17 @@ GOLD_DESCRIPTIONS = {
         "(window_end < min(market, ticker high-water mark) - 3h watermark - 1h band); "
         "false windows are provisional and recomputed as ticks arrive."
     ),
+    "beta_aligned": (
+        "OLS slope of the symbol's bar log returns on the market's over time-aligned bars; "
+        "null below min_aligned_bars bars."
+    ),
+    "beta_aligned_se": "Standard error of beta_aligned.",
+    "beta_aligned_r2": "R^2 of that regression.",
+    "beta_aligned_blume": (
+        f"Blume's adjustment toward the market's beta of 1: {BLUME_WEIGHT} * beta_aligned + "
+        f"{BLUME_PRIOR}."
+    ),
+    "aligned_bars": "Bars in the window where both series have a return.",
 }
 
 

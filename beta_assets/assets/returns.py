@@ -153,11 +153,13 @@ def joined_returns(
     market_rows = read_hours_arrow(
         lake, SPY_RETURNS_TABLE, MARKET_SCHEMA, start - BAND_REACH, end + BAND_REACH
     )
-    silver = read_silver(session, lake, silver_snapshot(context, lake), start, end)
+    # One bar more before the hours: the first bar's return needs the price of the one before.
+    first_tick = start - settings.bar
+    silver = read_silver(session, lake, silver_snapshot(context, lake), first_tick, end)
     log_silver_read(context, silver)
-    ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), start, end), settings)
+    ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), first_tick, end), settings)
     tickers = ticker_ticks(ticks, settings.market_symbol)
-    buckets = bucket_sums(tickers, market_series(market_rows))
+    buckets = bucket_sums(tickers, market_series(market_rows), settings, start)
     with stage_progress(session, spark_job_label(context), context.log.info):
         rows = buckets.toArrow().cast(BUCKET_SCHEMA)
     written = write_hours(
@@ -186,7 +188,9 @@ def joined_returns(
             "market_ticks": len(market_rows),
             "duplicate_ticks": duplicates,
         },
-        check_results=list(joined_returns_results(written.table, tickers.count())),
+        check_results=list(
+            joined_returns_results(written.table, in_time_range(tickers, start, end).count())
+        ),
     )
 
 

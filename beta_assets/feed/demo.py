@@ -50,10 +50,14 @@ def materialize_range(lake: DeltaLake, first_key: str, last_key: str) -> None:
 
 
 def beta_summary(lake: DeltaLake) -> pd.DataFrame:
-    """Per symbol: planted beta, median notebook beta over its windows, window count."""
-    gold = lake.require(GOLD_TABLE).to_pyarrow_table(columns=[SYMBOL, "beta"]).to_pandas()
+    """Per symbol: planted beta, medians over its windows of the notebook's and the aligned
+    beta, window count."""
+    columns = [SYMBOL, "beta", "beta_aligned"]
+    gold = lake.require(GOLD_TABLE).to_pyarrow_table(columns=columns).to_pandas()
     summary = gold.groupby(SYMBOL).agg(
-        notebook_beta_median=("beta", "median"), windows=("beta", "size")
+        notebook_beta=("beta", "median"),
+        aligned_beta=("beta_aligned", "median"),
+        windows=("beta", "size"),
     )
     planted = lake.open(PLANTED_BETAS_TABLE)
     if planted is not None:

@@ -1,0 +1,350 @@
+"""Benchmark: tickbeta's gold computation against the notebook's plan, at several tick rates.
+
+    .venv/bin/python -m bench.run_bench            # every size (about 20-30 minutes)
+    .venv/bin/python -m bench.run_bench --sizes 20x10s 20x5s --cap 300
+
+Prints one markdown table (and writes it to bench/results/table.md). Lakes are generated with
+the feed into bench/results/lakes/ and reused. All Spark timings share one warm local session
+with the same settings; the Dagster end-to-end runs are separate processes (Spark start
+included), as a user runs them.
+"""
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+
+from beta_assets.feed.feed import append_sessions
+from beta_assets.feed.simulator import FeedState, SimulationSpec, initial_state, simulate_span
+from beta_assets.metrics import (
+    MARKET_SCHEMA,
+    MetricSettings,
+    bucket_sums,
+    in_time_range,
+    market_and_rejected_rows,
+    market_series,
+    prepared_ticks,
+    ticker_ticks,
+    typed_ticks,
+    window_metrics,
+)
+from beta_assets.partitions import BAND_REACH, hours_holding, partition_key
+from beta_assets.quarantine import market_series_rows, split_rows
+from beta_assets.settings import EVENT_TIME, GOLD_TABLE, SILVER_TABLE
+from beta_assets.storage import read_silver
+from resources.lake import DeltaLake
+from resources.spark import SparkSessionResource, dataframe_from_arrow
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+DERIVED = ("spy_returns", "joined_returns", "gold_beta_metrics", "quarantine_ticks")
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    symbols: int
+    interval: float
+
+    def spec(self) -> SimulationSpec:
+        return SimulationSpec(symbols=self.symbols, interval_seconds=self.interval, seed=17)
+
+
+SIZES = {
+    size.name: size
+    for size in (
+        Size("20x10s", 20, 10.0),
+        Size("20x5s", 20, 5.0),
+        Size("100x1s", 100, 1.0),
+        Size("500x1s", 500, 1.0),
+    )
+}
+
+
+@dataclass
+class Row:
+    size: str
+    ticks: int = 0
+    pairs: int = 0
+    notebook_seconds: float | None = None
+    notebook_note: str = ""
+    ours_seconds: float = 0.0
+    peak_driver_mb: float = 0.0
+    dagster_seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# --- data
+
+
+def lake_for(size: Size) -> DeltaLake:
+    lake = DeltaLake(root=str(RESULTS / "lakes" / size.name))
+    if lake.open(SILVER_TABLE) is None:
+        append_sessions(lake, size.spec(), lambda line: print(f"  {size.name}: {line}"))
+    return lake
+
+
+def silver_hours(lake: DeltaLake) -> tuple[datetime, datetime]:
+    first, last = lake.column_range(lake.require(SILVER_TABLE), EVENT_TIME)
+    return hours_holding(first, last)
+
+
+# --- measurements
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its Spark JVM, sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            processes = [me, *me.children(recursive=True)]
+            total = 0
+            for process in processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += process.memory_info().rss
+            self.peak_bytes = max(self.peak_bytes, total)
+            time.sleep(0.05)
+
+
+def our_gold(spark, lake: DeltaLake, start: datetime, end: datetime) -> tuple[pa.Table, int]:
+    """The three assets' computations, warm, without the Delta writes; (gold, pairs)."""
+    settings = MetricSettings()
+    snapshot = lake.require(SILVER_TABLE)
+    wide_start, wide_end = start - BAND_REACH, end + BAND_REACH
+    silver = read_silver(spark, lake, snapshot, wide_start, wide_end)
+    typed = typed_ticks(silver.frame)
+    rows = market_and_rejected_rows(typed, settings, wide_start, wide_end).toArrow()
+    market, _ = market_series_rows(split_rows(rows)[0])
+    first_tick = start - settings.bar
+    ticks = prepared_ticks(in_time_range(typed, first_tick, end), settings)
+    tickers = ticker_ticks(ticks, settings.market_symbol)
+    buckets = bucket_sums(tickers, market_series(market.cast(MARKET_SCHEMA)), settings, start)
+    bucket_rows = buckets.toArrow()
+    gold = window_metrics(dataframe_from_arrow(spark, bucket_rows), settings, start, end, None)
+    return gold.toArrow(), sum(bucket_rows.column("pair_count").to_pylist())
+
+
+def notebook_seconds(spark, lake: DeltaLake, cap_seconds: float) -> tuple[float | None, str]:
+    """The notebook's plan in batch over the same silver, cancelled at the cap."""
+    from tests.reference import notebook_gold
+
+    frame = spark.read.parquet(*lake.require(SILVER_TABLE).file_uris())
+    timer = threading.Timer(cap_seconds, spark.sparkContext.cancelAllJobs)
+    started = time.monotonic()
+    timer.start()
+    try:
+        notebook_gold(frame).write.format("noop").mode("overwrite").save()
+    except Exception as error:  # noqa: BLE001 - cancelled at the cap
+        if time.monotonic() - started >= cap_seconds:
+            return None, f"> {cap_seconds:.0f} s (cancelled at the cap)"
+        raise RuntimeError("the notebook's plan failed") from error
+    finally:
+        timer.cancel()
+    return time.monotonic() - started, ""
+
+
+def dagster_end_to_end(lake: DeltaLake, start: datetime, end: datetime) -> float:
+    """`dagster asset materialize --partition-range` in a new process, derived tables fresh."""
+    for table in DERIVED:
+        shutil.rmtree(lake.uri(table), ignore_errors=True)
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "beta_assets.definitions",
+        "--select",
+        "spy_returns,joined_returns,gold_beta_metrics",
+        "--partition-range",
+        f"{partition_key(start)}...{partition_key(end - timedelta(hours=1))}",
+    ]
+    env = {**os.environ, "TICKBETA_LAKE": lake.root, "TICKBETA_SPARK_UI": "false"}
+    env.pop("DAGSTER_HOME", None)
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
+    return seconds
+
+
+def incremental_seconds(lake: DeltaLake, size: Size) -> dict[str, float]:
+    """Append one minute after the day, run what the sensor requests; seconds to new gold."""
+    from tests.pipeline import run_range
+    from tests.sensing import SensorDriver
+
+    driver = SensorDriver(lake.root)
+    driver.evaluate()  # the cursor now stands at the loaded day
+    _, last = lake.column_range(lake.require(SILVER_TABLE), EVENT_TIME)
+    state = _state_after(size.spec(), last)
+    minute = simulate_span(state, size.spec(), last, last + timedelta(minutes=1), _rng())
+    gold_before = lake.require(GOLD_TABLE).version()
+    started = time.monotonic()
+    lake.append(SILVER_TABLE, minute)
+    result = driver.evaluate()
+    for request in result.run_requests:
+        tags = request.tags
+        run_range(
+            lake.root,
+            tags["dagster/asset_partition_range_start"],
+            tags["dagster/asset_partition_range_end"],
+            tags=tags,
+        )
+    assert lake.require(GOLD_TABLE).version() > gold_before
+    return {"warm_seconds": time.monotonic() - started, "partitions": _partitions(result)}
+
+
+def _partitions(result) -> float:
+    from beta_assets.partitions import hour_of_key
+
+    total = 0
+    for request in result.run_requests:
+        first = hour_of_key(request.tags["dagster/asset_partition_range_start"])
+        last = hour_of_key(request.tags["dagster/asset_partition_range_end"])
+        total += int((last - first) / timedelta(hours=1)) + 1
+    return float(total)
+
+
+def _state_after(spec: SimulationSpec, moment: datetime) -> FeedState:
+    import numpy as np
+
+    state = initial_state(spec)
+    state.next_tick_us = np.full(len(state.symbols), int(moment.timestamp() * 1_000_000) + 1)
+    return state
+
+
+def _rng():
+    import numpy as np
+
+    return np.random.default_rng(99)
+
+
+def read_cost(lake: DeltaLake, start: datetime) -> str:
+    snapshot = lake.require(SILVER_TABLE)
+    one_hour = lake.files_overlapping(
+        snapshot, EVENT_TIME, start + timedelta(hours=3), start + timedelta(hours=4)
+    )
+    return (
+        f"1 h of silver reads {len(one_hour.uris)}/{one_hour.total_files} files, "
+        f"{one_hour.bytes / 1e6:.1f}/{one_hour.total_bytes / 1e6:.1f} MB"
+    )
+
+
+# --- the table
+
+
+def measure(spark, size: Size, cap: float, with_dagster: bool, with_incremental: bool) -> Row:
+    print(f"== {size.name}", flush=True)
+    lake = lake_for(size)
+    start, end = silver_hours(lake)
+    row = Row(size.name, ticks=lake.require(SILVER_TABLE).to_pyarrow_dataset().count_rows())
+    our_gold(spark, lake, start, end)  # warm the session and the page cache
+    with PeakMemory() as memory:
+        started = time.monotonic()
+        gold, row.pairs = our_gold(spark, lake, start, end)
+        row.ours_seconds = time.monotonic() - started
+    row.peak_driver_mb = memory.peak_bytes / 1e6
+    row.notes.append(f"{gold.num_rows} gold rows")
+    row.notebook_seconds, row.notebook_note = _notebook(spark, lake, row, cap)
+    if with_dagster:
+        row.dagster_seconds = dagster_end_to_end(lake, start, end)
+        if with_incremental:
+            inc = incremental_seconds(lake, size)
+            row.notes.append(
+                f"+1 min appended -> new gold in {inc['warm_seconds']:.1f} s warm "
+                f"({inc['partitions']:.0f} partitions)"
+            )
+    row.notes.append(read_cost(lake, start))
+    print(f"   {row}", flush=True)
+    return row
+
+
+def _notebook(spark, lake: DeltaLake, row: Row, cap: float) -> tuple[float | None, str]:
+    # The plan's cost is linear in pairs: skip what the previous size says cannot finish.
+    predicted = _PAIR_RATE.get("pairs_per_second")
+    if predicted and row.pairs / predicted > 2 * cap:
+        return None, f"skipped: ~{row.pairs / predicted:.0f} s predicted > cap {cap:.0f} s"
+    seconds, note = notebook_seconds(spark, lake, cap)
+    if seconds:
+        _PAIR_RATE["pairs_per_second"] = row.pairs / seconds
+    return seconds, note
+
+
+_PAIR_RATE: dict[str, float] = {}
+
+
+def table(rows: list[Row]) -> str:
+    header = (
+        "size",
+        "ticks",
+        "pairs (notebook plan)",
+        "notebook plan s",
+        "tickbeta gold s (warm)",
+        "ratio",
+        "ticks/s",
+        "peak driver MB",
+        "dagster e2e s",
+        "notes",
+    )
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * 8 + "---|"]
+    for row in rows:
+        notebook = f"{row.notebook_seconds:.1f}" if row.notebook_seconds else row.notebook_note
+        ratio = f"{row.notebook_seconds / row.ours_seconds:.0f}x" if row.notebook_seconds else "-"
+        dagster = f"{row.dagster_seconds:.1f}" if row.dagster_seconds else "-"
+        lines.append(
+            f"| {row.size} | {row.ticks:,} | {row.pairs:,} | {notebook} | {row.ours_seconds:.2f} "
+            f"| {ratio} | {row.ticks / row.ours_seconds:,.0f} | {row.peak_driver_mb:,.0f} "
+            f"| {dagster} | {'; '.join(row.notes)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--cap", type=float, default=600.0, help="seconds for the notebook's plan")
+    parser.add_argument("--no-dagster", action="store_true", help="skip the end-to-end runs")
+    args = parser.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = SparkSessionResource(ui_enabled=False).create_session()
+    rows = [
+        measure(spark, SIZES[name], args.cap, not args.no_dagster, with_incremental=True)
+        for name in args.sizes
+    ]
+    machine = f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    stamp = time.strftime("%Y-%m-%d")
+    output = f"Machine: {machine}; Spark local[*], 4g driver; {stamp}\n\n{table(rows)}\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "table.md").write_text(output)
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
