@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from beta_assets.band import BUCKET_SCHEMA, BUCKET_START, WINDOW_FIELDS, Geometry, MarketSeries
+from beta_assets.band import BUCKET_SCHEMA, Geometry, MarketSeries
 from beta_assets.band import bucket_sums as bucket_sums_of
 from beta_assets.settings import (
     BAND,
@@ -43,6 +43,7 @@ from beta_assets.settings import (
     SYMBOL,
     WINDOW,
 )
+from beta_assets.windows import WINDOW_SUMS_SCHEMA, window_sums
 
 QUARANTINE_REASON = "quarantine_reason"
 RAW_PREFIX = "raw_"
@@ -228,64 +229,6 @@ def bucket_sums(
     return by_symbol.mapInArrow(sums_per_task, from_arrow_schema(BUCKET_SCHEMA))
 
 
-_BAR_SUMS = ("aligned_bars", "sum_rm", "sum_rt", "sum_rm_rm", "sum_rt_rt", "sum_rm_rt")
-
-
-def _fold_rows(rows: DataFrame, keys: list[str], order_field: str, fields: list[str]) -> DataFrame:
-    """Merge all rows of each key with `merge_sums`, in `order_field` order (deterministic)."""
-    ordered = [order_field] + [f for f in fields if f != order_field]
-    parts = F.array_sort(F.collect_list(F.struct(*ordered)))
-    grouped = rows.groupBy(*keys).agg(parts.alias("parts"))
-    rest = F.slice(F.col("parts"), 2, F.size("parts") - 1)
-    folded = F.aggregate(rest, F.col("parts")[0], lambda acc, item: merge_sums(acc, item, ordered))
-    return grouped.select(*keys, folded.alias("merged")).select(*keys, "merged.*")
-
-
-def merge_sums(acc: Column, item: Column, field_order: list[str]) -> Column:
-    """The sums of two row sets, in the reference frame of `acc` (exact shift identities).
-
-    Returns a struct with `acc`'s fields in `field_order`; fields it does not merge (the
-    order key, the references) keep `acc`'s value.
-    """
-    n = item["pair_count"]
-    dx = item["x_ref"] - acc["x_ref"]
-    dy = item["y_ref"] - acc["y_ref"]
-    merged = {
-        "pair_count": acc["pair_count"] + n,
-        "sum_x": acc["sum_x"] + item["sum_x"] + n * dx,
-        "sum_y": acc["sum_y"] + item["sum_y"] + n * dy,
-        "sum_xx": acc["sum_xx"] + item["sum_xx"] + 2 * dx * item["sum_x"] + n * dx * dx,
-        "sum_yy": acc["sum_yy"] + item["sum_yy"] + 2 * dy * item["sum_y"] + n * dy * dy,
-        "sum_xy": acc["sum_xy"]
-        + item["sum_xy"]
-        + dx * item["sum_y"]
-        + dy * item["sum_x"]
-        + n * dx * dy,
-        "x_min": F.least(acc["x_min"], item["x_min"]),
-        "x_max": F.greatest(acc["x_max"], item["x_max"]),
-        "y_min": F.least(acc["y_min"], item["y_min"]),
-        "y_max": F.greatest(acc["y_max"], item["y_max"]),
-        "paired_ticks": acc["paired_ticks"] + item["paired_ticks"],
-        "unpaired_ticks": acc["unpaired_ticks"] + item["unpaired_ticks"],
-        **{name: acc[name] + item[name] for name in _BAR_SUMS},
-    }
-    item_is_later = _is_later_tick(item, acc)
-    for field in ("last_paired_time", "last_paired_price"):
-        merged[field] = F.when(item_is_later, item[field]).otherwise(acc[field])
-    return F.struct(*[merged.get(name, acc[name]).alias(name) for name in field_order])
-
-
-def _is_later_tick(item: Column, acc: Column) -> Column:
-    """close_price's order: the latest paired tick; at equal times the higher price."""
-    item_time, acc_time = item["last_paired_time"], acc["last_paired_time"]
-    same_time_higher_price = (item_time == acc_time) & (
-        item["last_paired_price"] > acc["last_paired_price"]
-    )
-    return item_time.isNotNull() & (
-        acc_time.isNull() | (item_time > acc_time) | same_time_higher_price
-    )
-
-
 # --- gold: metrics per (symbol, 2-hour window)
 
 
@@ -296,27 +239,24 @@ def window_metrics(
     end: datetime,
     final_before: datetime | None,
 ) -> DataFrame:
-    """The notebook's gold rows for the windows starting in [start, end).
+    """The notebook's gold rows (and the aligned beta) for the windows starting in [start, end).
 
-    A window [w, w + 2h) is exactly the 24 buckets w, w + 5m, ..., so each bucket with pairs
-    contributes to the 24 windows that start at it or up to 23 slides before it.
+    A window [w, w + 2h) is exactly the 24 buckets w, w + 5m, ...: the buckets of a symbol
+    meet in one task, where numpy adds each window up from its buckets.
     `final_before`: windows ending before it are the ones the streaming query has emitted.
     """
     slide_us = _micros(SLIDE)
-    offset = F.explode(F.sequence(F.lit(0), F.lit(BUCKETS_PER_WINDOW - 1)))
-    with_pairs = buckets.filter(F.col("pair_count") > 0)
-    exploded = with_pairs.select("*", offset.alias("slides_back")).withColumn(
-        "window_start",
-        F.timestamp_micros(
-            F.unix_micros(BUCKET_START) - F.col("slides_back").cast("long") * slide_us
-        ),
-    )
-    in_range = exploded.filter(
-        (F.col("window_start") >= F.lit(start)) & (F.col("window_start") < F.lit(end))
-    )
-    windows = _fold_rows(
-        in_range, [SYMBOL, "window_start"], order_field=BUCKET_START, fields=WINDOW_FIELDS
-    )
+    start_us, end_us = (int(t.timestamp() * _MICROS_PER_SECOND) for t in (start, end))
+
+    def sums_per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        received = [batch for batch in batches if batch.num_rows]
+        if received:
+            rows = pa.Table.from_batches(received)
+            sums = window_sums(rows, slide_us, BUCKETS_PER_WINDOW, start_us, end_us)
+            yield from sums.to_batches()
+
+    by_symbol = buckets.select(*BUCKET_SCHEMA.names).repartition(SYMBOL)
+    windows = by_symbol.mapInArrow(sums_per_task, from_arrow_schema(WINDOW_SUMS_SCHEMA))
     return _finish_metrics(windows, settings, final_before)
 
 

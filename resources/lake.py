@@ -175,7 +175,11 @@ class DeltaLake(ConfigurableResource):
         ).when_not_matched_insert_all().execute()
 
     def append(
-        self, table: str, data: pa.Table, commit_metadata: dict[str, Any] | None = None
+        self,
+        table: str,
+        data: pa.Table,
+        commit_metadata: dict[str, Any] | None = None,
+        target_file_size: int | None = None,
     ) -> int:
         write_deltalake(
             self.uri(table),
@@ -183,6 +187,7 @@ class DeltaLake(ConfigurableResource):
             mode="append",
             storage_options=self.storage_options(),
             commit_properties=CommitProperties(custom_metadata=commit_metadata),
+            target_file_size=target_file_size,
         )
         return self.require(table).version()
 

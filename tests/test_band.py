@@ -160,3 +160,18 @@ def test_ticks_before_the_range_only_price_the_first_bar():
     assert row["paired_ticks"] + row["unpaired_ticks"] == 2  # the 10 s tick is before the range
     assert row["aligned_bars"] == 2  # yet bar 1's return uses its price
     assert row["sum_rt"] == pytest.approx(np.log(21 / 20) + np.log(22 / 21), rel=1e-12)
+
+
+def test_packed_key_order_equals_a_four_key_lexsort():
+    from beta_assets.band import _symbol_time_price_order
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    codes = rng.integers(0, 4, n)
+    times = rng.integers(0, 300, n) * US  # many equal (symbol, time) pairs
+    prices = rng.choice([1.0, 2.0, 3.0], n)
+    x = rng.choice([0.1, 0.2], n)
+    order = _symbol_time_price_order(codes, times, prices, x)
+    expected = np.lexsort((x, prices, times, codes))
+    keys = np.column_stack((codes, times, prices, x))
+    assert (keys[order] == keys[expected]).all()

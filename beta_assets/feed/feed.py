@@ -19,6 +19,8 @@ from beta_assets.settings import PLANTED_BETAS_TABLE, SILVER_TABLE, SYMBOL
 from resources.lake import DeltaLake
 
 PLANTED_BETA = "planted_beta"
+# A day in several time-ordered files: reads of a few hours skip the other files.
+DAY_FILE_BYTES = 16 * 2**20
 
 
 def save_planted_betas(lake: DeltaLake, spec: SimulationSpec) -> None:
@@ -42,7 +44,9 @@ def append_sessions(lake: DeltaLake, spec: SimulationSpec, report: Callable[[str
     save_planted_betas(lake, spec)
     written = 0
     for day in simulate_sessions(spec):
-        version = lake.append(SILVER_TABLE, day, {"tickbeta_feed": "simulate"})
+        version = lake.append(
+            SILVER_TABLE, day, {"tickbeta_feed": "simulate"}, target_file_size=DAY_FILE_BYTES
+        )
         written += day.num_rows
         report(f"silver v{version}: {day.num_rows} ticks")
     return written

@@ -130,7 +130,10 @@ def simulate_span(
         chunks.extend(_quotes(state, spec, members, paths, start_us, end_us, rng))
         if seconds:
             state.prices[members] = paths[:, -1]
-    return pa.concat_tables(chunks) if chunks else TICK_SCHEMA.empty_table()
+    if not chunks:
+        return TICK_SCHEMA.empty_table()
+    # A feed delivers ticks in time order; files and row groups then cover spans of time.
+    return pa.concat_tables(chunks).sort_by([(EVENT_TIME, "ascending"), (SYMBOL, "ascending")])
 
 
 def _quotes(
