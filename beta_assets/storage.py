@@ -112,18 +112,6 @@ def _arrow_of_files(snapshot: DeltaTable, schema: pa.Schema, files: FileSelectio
     )
 
 
-def read_hours(
-    spark: SparkSession,
-    lake: DeltaLake,
-    table: str,
-    schema: pa.Schema,
-    start: datetime,
-    end: datetime,
-) -> DataFrame:
-    """The rows of a derived table in the hours [start, end) (partition pruning)."""
-    return dataframe_from_arrow(spark, read_hours_arrow(lake, table, schema, start, end))
-
-
 def read_hours_arrow(
     lake: DeltaLake, table: str, schema: pa.Schema, start: datetime, end: datetime
 ) -> pa.Table:
