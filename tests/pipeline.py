@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pyarrow as pa
-from dagster import AssetSelection, materialize
+from dagster import AssetSelection, ExecuteInProcessResult, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -26,23 +26,28 @@ ASSETS = [silver_ticks, spy_returns, joined_returns, gold_beta_metrics]
 COMPUTED = AssetSelection.assets(spy_returns, joined_returns, gold_beta_metrics)
 
 
-def write_silver(lake_root: str, ticks: pa.Table) -> int:
-    return DeltaLake(root=lake_root).append(SILVER_TABLE, ticks)
+def as_lake(lake: str | DeltaLake) -> DeltaLake:
+    """A local lake from its folder, or a lake resource as configured (S3, EnvVar secrets)."""
+    return DeltaLake(root=lake) if isinstance(lake, str) else lake
 
 
-def resources(lake_root: str, **settings) -> dict:
+def write_silver(lake: str | DeltaLake, ticks: pa.Table) -> int:
+    return as_lake(lake).append(SILVER_TABLE, ticks)
+
+
+def resources(lake: str | DeltaLake, **settings) -> dict:
     return {
         "spark": SparkSessionResource(
             master="local[2]", ui_enabled=False, spark_config=TEST_SPARK_CONFIG
         ),
-        "lake": DeltaLake(root=lake_root),
+        "lake": as_lake(lake),
         "metrics": BetaMetricsConfig(**settings),
     }
 
 
 def run_range(
-    lake_root: str, first_key: str, last_key: str, selection=COMPUTED, tags=None, **settings
-) -> None:
+    lake: str | DeltaLake, first_key: str, last_key: str, selection=COMPUTED, tags=None, **settings
+) -> ExecuteInProcessResult:
     """One run over a partition range (a single-run backfill), as the CLI and sensor do."""
     range_tags = {
         ASSET_PARTITION_RANGE_START_TAG: first_key,
@@ -51,10 +56,11 @@ def run_range(
     result = materialize(
         ASSETS,
         selection=selection,
-        resources=resources(lake_root, **settings),
+        resources=resources(lake, **settings),
         tags={**range_tags, **(tags or {})},
     )
     assert result.success
+    return result
 
 
 def run_partition(lake_root: str, key: str, selection, **settings) -> None:
@@ -76,5 +82,5 @@ def run_all(lake_root: str, ticks: pa.Table, **settings) -> pd.DataFrame:
     return read_table(lake_root, GOLD_TABLE)
 
 
-def read_table(lake_root: str, table: str) -> pd.DataFrame:
-    return DeltaLake(root=lake_root).require(table).to_pyarrow_table().to_pandas()
+def read_table(lake: str | DeltaLake, table: str) -> pd.DataFrame:
+    return as_lake(lake).require(table).to_pyarrow_table().to_pandas()
