@@ -43,8 +43,12 @@ def connect_url(tmp_path_factory) -> str:
 
 
 def materialize_through_connect(lake_root: str, remote: str, first: str, last: str) -> str:
+    """The README's command with TICKBETA_SPARK_REMOTE, on a PATH with no Java: the client
+    sends plans and starts no JVM of its own."""
     env = {**os.environ, LAKE_ENV: lake_root, SPARK_REMOTE_ENV: remote, SPARK_UI_ENV: "false"}
-    env.pop("DAGSTER_HOME", None)  # an ephemeral instance, as in test_cli
+    env["PATH"] = str(Path(sys.executable).parent)
+    for name in ("DAGSTER_HOME", "JAVA_HOME", "SPARK_HOME"):  # DAGSTER_HOME: an ephemeral instance
+        env.pop(name, None)
     command = [
         DAGSTER,
         *("asset", "materialize", "-m", "beta_assets.definitions", "--select", COMPUTED),
