@@ -14,20 +14,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from dagster import DagsterInvalidConfigError
 from deltalake import DeltaTable
 
 from beta_assets.resources import lake_from_environment
 from beta_assets.settings import (
     GOLD_TABLE,
-    JOINED_RETURNS_TABLE,
     LAKE_ENV,
     SILVER_TABLE,
-    SPY_RETURNS_TABLE,
 )
 from resources.lake import DeltaLake
 from tests import datasets
-from tests.pipeline import covering_keys, run_range, write_silver
+from tests.pipeline import (
+    TABLE_KEYS,
+    covering_keys,
+    materialize_from_cli,
+    run_range,
+    sorted_rows,
+    write_silver,
+)
 from tests.sensing import SensorDriver, requested_ranges
 from tests.servers import (
     TEST_ACCESS_KEY_ID,
@@ -39,11 +43,6 @@ from tests.servers import (
 )
 
 BUCKET = "tickbeta-lake"
-KEYS = {
-    SPY_RETURNS_TABLE: ["m_event_time"],
-    JOINED_RETURNS_TABLE: ["s", "bucket_start"],
-    GOLD_TABLE: ["s", "window_start"],
-}
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +63,6 @@ def s3_lake(prefix: str) -> DeltaLake:
 def started(lake: DeltaLake) -> DeltaLake:
     """The resource as a run sees it, EnvVars resolved, for reading and writing from a test."""
     return lake.process_config_and_initialize()
-
-
-def sorted_rows(lake: DeltaLake, table: str) -> pa.Table:
-    rows = lake.require(table).to_pyarrow_table()
-    return rows.sort_by([(key, "ascending") for key in KEYS[table]])
 
 
 def stored_keys(s3: S3Server, prefix: str) -> list[str]:
@@ -106,7 +100,7 @@ def pipeline_on_s3(s3, spark, tmp_path_factory) -> PipelineOnS3:
 
 
 def test_a_range_on_s3_writes_what_a_local_lake_gets(pipeline_on_s3):
-    for table in KEYS:
+    for table in TABLE_KEYS:
         on_s3 = sorted_rows(pipeline_on_s3.s3_lake, table)
         local = sorted_rows(pipeline_on_s3.local_lake, table)
         assert on_s3.num_rows > 0, table
@@ -135,14 +129,19 @@ def test_secrets_are_resolved_from_the_environment_when_the_resource_starts(s3):
     assert options["endpoint"] == s3.endpoint and options["allow_http"] == "True"
 
 
-def test_a_missing_secret_fails_the_run_at_start_naming_the_variable(s3, monkeypatch):
+def test_a_missing_secret_fails_the_run_at_start_naming_the_variable(s3):
     ticks = datasets.simulated(symbols=1, interval=300.0, seed=2)
     write_silver(started(s3_lake("no-secret")), ticks)
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with pytest.raises(DagsterInvalidConfigError) as failure:
-        run_range(s3_lake("no-secret"), *covering_keys(ticks))
-    assert "AWS_SECRET_ACCESS_KEY" in str(failure.value)
-    assert TEST_ACCESS_KEY_ID not in str(failure.value)
+    env = {**os.environ, LAKE_ENV: f"s3://{BUCKET}/no-secret"}
+    del env["AWS_SECRET_ACCESS_KEY"]
+    env.pop("DAGSTER_HOME", None)
+
+    result = materialize_from_cli(env, *covering_keys(ticks))
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert 'environment variable "AWS_SECRET_ACCESS_KEY" which is not set' in output
+    assert "STEP_START" not in output and TEST_ACCESS_KEY_ID not in output
     assert all(key.startswith(f"no-secret/{SILVER_TABLE}/") for key in stored_keys(s3, "no-secret"))
 
 

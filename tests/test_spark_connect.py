@@ -6,34 +6,28 @@ README's command line, in its own process, with TICKBETA_SPARK_REMOTE set: the p
 """
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from beta_assets.settings import (
     GOLD_TABLE,
-    JOINED_RETURNS_TABLE,
     LAKE_ENV,
     SPARK_REMOTE_ENV,
     SPARK_UI_ENV,
-    SPY_RETURNS_TABLE,
 )
-from resources.lake import DeltaLake
 from tests import datasets
-from tests.pipeline import covering_keys, run_range, write_silver
+from tests.pipeline import (
+    TABLE_KEYS,
+    covering_keys,
+    materialize_from_cli,
+    run_range,
+    sorted_rows,
+    write_silver,
+)
 from tests.servers import spark_connect_server
-
-DAGSTER = str(Path(sys.executable).parent / "dagster")
-COMPUTED = "spy_returns,joined_returns,gold_beta_metrics"
-KEYS = {
-    SPY_RETURNS_TABLE: ["m_event_time"],
-    JOINED_RETURNS_TABLE: ["s", "bucket_start"],
-    GOLD_TABLE: ["s", "window_start"],
-}
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +43,9 @@ def materialize_through_connect(lake_root: str, remote: str, first: str, last: s
     env["PATH"] = str(Path(sys.executable).parent)
     for name in ("DAGSTER_HOME", "JAVA_HOME", "SPARK_HOME"):  # DAGSTER_HOME: an ephemeral instance
         env.pop(name, None)
-    command = [
-        DAGSTER,
-        *("asset", "materialize", "-m", "beta_assets.definitions", "--select", COMPUTED),
-        *("--partition-range", f"{first}...{last}"),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    result = materialize_from_cli(env, first, last)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
-
-
-def sorted_rows(lake_root: str, table: str) -> pa.Table:
-    rows = DeltaLake(root=lake_root).require(table).to_pyarrow_table()
-    return rows.sort_by([(key, "ascending") for key in KEYS[table]])
 
 
 def test_a_range_on_spark_connect_writes_what_local_mode_writes(spark, connect_url, tmp_path):
@@ -75,7 +59,7 @@ def test_a_range_on_spark_connect_writes_what_local_mode_writes(spark, connect_u
     logs = materialize_through_connect(connect_root, connect_url, first, last)
 
     assert "RUN_SUCCESS" in logs
-    for table in KEYS:
+    for table in TABLE_KEYS:
         local, connect = sorted_rows(local_root, table), sorted_rows(connect_root, table)
         assert connect.num_rows > 0, table
         assert connect.schema == local.schema, table
