@@ -25,7 +25,7 @@ from beta_assets.settings import (
     SYMBOL,
 )
 from resources.lake import DeltaLake, FileSelection
-from resources.spark import dataframe_from_arrow
+from resources.spark import dataframe_from_arrow, reads_local_files
 
 
 class SilverSchemaError(ValueError):
@@ -85,7 +85,7 @@ def read_silver(
     )
     if not files.uris:
         frame = spark.createDataFrame([], from_arrow_schema(schema))
-    elif lake.is_local and _plain_parquet(snapshot):
+    elif lake.is_local and _plain_parquet(snapshot) and reads_local_files(spark):
         # Spark reads the files itself: nothing passes through the driver.
         frame = spark.read.schema(from_arrow_schema(schema)).parquet(*files.uris)
     else:
@@ -99,8 +99,9 @@ def _plain_parquet(snapshot: DeltaTable) -> bool:
 
 
 def _arrow_of_files(snapshot: DeltaTable, schema: pa.Schema, files: FileSelection) -> pa.Table:
-    """The selected files through delta-rs: object stores (no hadoop-aws jars here), and
-    tables with deletion vectors or column mapping, which delta-rs resolves."""
+    """The selected files through delta-rs: object stores (no hadoop-aws jars here), local
+    files that Spark cannot see (Spark Connect, a cluster), and tables with deletion vectors
+    or column mapping, which delta-rs resolves."""
     if _plain_parquet(snapshot):
         dataset = snapshot.to_pyarrow_dataset(file_pruning_predicate=files.predicate)
         return dataset.to_table(columns=schema.names).cast(schema)

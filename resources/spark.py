@@ -23,6 +23,11 @@ LOCAL_DEFAULTS = {
 
 SESSION_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
+}
+
+# How classic PySpark moves data between Python and the JVM. A Spark Connect client always
+# speaks Arrow and the server warns that these are not supported there: classic only.
+CLASSIC_ARROW_DEFAULTS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
 }
@@ -63,6 +68,10 @@ class SparkSessionResource(PySparkResource):
         return builder.getOrCreate()
 
     def _connect_session(self) -> SparkSession:
+        """A Spark Connect session: the JVM, its executors and their Python workers are the
+        server's; this process only sends plans. Only runtime (SQL) settings can be changed
+        from here: Spark rejects others (spark.driver.memory, ...) with CANNOT_MODIFY_CONFIG,
+        they belong to the command that starts the server."""
         session = SparkSession.builder.remote(self.remote).getOrCreate()
         for key, value in {**SESSION_DEFAULTS, **self.spark_config}.items():
             session.conf.set(key, str(value))
@@ -78,9 +87,20 @@ class SparkSessionResource(PySparkResource):
         return {
             **local,
             **SESSION_DEFAULTS,
+            **CLASSIC_ARROW_DEFAULTS,
             **ui,
             **{k: str(v) for k, v in self.spark_config.items()},
         }
+
+
+def reads_local_files(spark: SparkSession) -> bool:
+    """Whether Spark's tasks see this machine's files: a classic session in local mode.
+
+    A Spark Connect server (even on localhost) or a cluster's executors may run where this
+    machine's paths do not exist: data of a local lake is then shipped to them through Arrow.
+    """
+    # A Spark Connect session is another class (pyspark.sql.connect.session.SparkSession).
+    return isinstance(spark, SparkSession) and spark.sparkContext.master.startswith("local")
 
 
 def dataframe_from_arrow(spark: SparkSession, table: pa.Table) -> DataFrame:
@@ -88,7 +108,9 @@ def dataframe_from_arrow(spark: SparkSession, table: pa.Table) -> DataFrame:
 
     Spark cuts an Arrow table into one partition per `maxRecordsPerBatch` rows (10k by
     default): for millions of rows that is thousands of tiny tasks. Two slices per core keep
-    every core busy at a fraction of the scheduling cost.
+    every core busy at a fraction of the scheduling cost. (Through Spark Connect the table
+    travels as one local relation that the server spreads over its default parallelism; the
+    setting then only sizes the batches that Arrow UDFs see.)
     """
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     slices = 2 * (os.cpu_count() or 2)

@@ -1,19 +1,33 @@
 """Running the Dagster assets in process against a temporary lake, and reading tables back."""
 
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
 import pandas as pd
 import pyarrow as pa
-from dagster import AssetSelection, materialize
+from dagster import AssetSelection, ExecuteInProcessResult, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from beta_assets.assets.gold import gold_beta_metrics
+from beta_assets.assets.gold import WINDOW_START, gold_beta_metrics
 from beta_assets.assets.returns import joined_returns, spy_returns
 from beta_assets.assets.silver import silver_ticks
+from beta_assets.band import BUCKET_START
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.partitions import partition_keys_covering
-from beta_assets.settings import EVENT_TIME, GOLD_TABLE, SILVER_TABLE
+from beta_assets.settings import (
+    EVENT_TIME,
+    GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
+    MARKET_EVENT_TIME,
+    SILVER_TABLE,
+    SPY_RETURNS_TABLE,
+    SYMBOL,
+)
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource
 
@@ -24,31 +38,42 @@ TEST_SPARK_CONFIG = {
 }
 ASSETS = [silver_ticks, spy_returns, joined_returns, gold_beta_metrics]
 COMPUTED = AssetSelection.assets(spy_returns, joined_returns, gold_beta_metrics)
+# What identifies a row of each derived table, to compare two lakes table by table.
+TABLE_KEYS = {
+    SPY_RETURNS_TABLE: [MARKET_EVENT_TIME],
+    JOINED_RETURNS_TABLE: [SYMBOL, BUCKET_START],
+    GOLD_TABLE: [SYMBOL, WINDOW_START],
+}
 
 
-def write_silver(lake_root: str, ticks: pa.Table) -> int:
-    return DeltaLake(root=lake_root).append(SILVER_TABLE, ticks)
+def as_lake(lake: str | DeltaLake) -> DeltaLake:
+    """A local lake from its folder, or a lake resource as configured (S3, EnvVar secrets)."""
+    return DeltaLake(root=lake) if isinstance(lake, str) else lake
 
 
-def resources(lake_root: str, **settings) -> dict:
+def write_silver(lake: str | DeltaLake, ticks: pa.Table) -> int:
+    return as_lake(lake).append(SILVER_TABLE, ticks)
+
+
+def resources(lake: str | DeltaLake, **settings) -> dict:
     return {
         "spark": SparkSessionResource(
             master="local[2]", ui_enabled=False, spark_config=TEST_SPARK_CONFIG
         ),
-        "lake": DeltaLake(root=lake_root),
+        "lake": as_lake(lake),
         "metrics": BetaMetricsConfig(**settings),
     }
 
 
 def run_range(
-    lake_root: str,
+    lake: str | DeltaLake,
     first_key: str,
     last_key: str,
     selection=COMPUTED,
     tags=None,
     raise_on_error: bool = True,
     **settings,
-):
+) -> ExecuteInProcessResult:
     """One run over a partition range (a single-run backfill), as the CLI and sensor do."""
     range_tags = {
         ASSET_PARTITION_RANGE_START_TAG: first_key,
@@ -57,7 +82,7 @@ def run_range(
     result = materialize(
         ASSETS,
         selection=selection,
-        resources=resources(lake_root, **settings),
+        resources=resources(lake, **settings),
         tags={**range_tags, **(tags or {})},
         raise_on_error=raise_on_error,
     )
@@ -90,5 +115,24 @@ def run_all(lake_root: str, ticks: pa.Table, **settings) -> pd.DataFrame:
     return read_table(lake_root, GOLD_TABLE)
 
 
-def read_table(lake_root: str, table: str) -> pd.DataFrame:
-    return DeltaLake(root=lake_root).require(table).to_pyarrow_table().to_pandas()
+def read_table(lake: str | DeltaLake, table: str) -> pd.DataFrame:
+    return as_lake(lake).require(table).to_pyarrow_table().to_pandas()
+
+
+def sorted_rows(lake: str | DeltaLake, table: str) -> pa.Table:
+    rows = as_lake(lake).require(table).to_pyarrow_table()
+    return rows.sort_by([(key, "ascending") for key in TABLE_KEYS[table]])
+
+
+def materialize_from_cli(
+    env: Mapping[str, str], first_key: str, last_key: str
+) -> subprocess.CompletedProcess:
+    """The README's `dagster asset materialize` over a partition range, in its own process;
+    the code location takes its resources from `env` (TICKBETA_*, AWS_*)."""
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        *("asset", "materialize", "-m", "beta_assets.definitions"),
+        *("--select", ",".join(TABLE_KEYS)),
+        *("--partition-range", f"{first_key}...{last_key}"),
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
