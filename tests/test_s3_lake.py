@@ -74,7 +74,7 @@ def stored_keys(s3: S3Server, prefix: str) -> list[str]:
 class PipelineOnS3:
     s3_lake: DeltaLake
     local_lake: DeltaLake
-    events: list[str]
+    events: list[str]  # the feed's output, then every event of the run
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,7 @@ def pipeline_on_s3(s3, spark, tmp_path_factory) -> PipelineOnS3:
     feed = [tickbeta, "--lake", root, "simulate", "--symbols", "2", "--interval", "120"]
     result = subprocess.run(feed, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    feed_output = result.stdout + result.stderr
 
     lake = s3_lake("pipeline")
     silver = started(lake).require(SILVER_TABLE).to_pyarrow_table()
@@ -96,7 +97,8 @@ def pipeline_on_s3(s3, spark, tmp_path_factory) -> PipelineOnS3:
     first, last = covering_keys(silver)
     run = run_range(lake, first, last)
     run_range(local_lake, first, last)
-    return PipelineOnS3(started(lake), local_lake, [repr(event) for event in run.all_events])
+    events = [repr(event) for event in run.all_events]
+    return PipelineOnS3(started(lake), local_lake, [feed_output, *events])
 
 
 def test_a_range_on_s3_writes_what_a_local_lake_gets(pipeline_on_s3):
