@@ -23,6 +23,9 @@ LOCAL_DEFAULTS = {
 
 SESSION_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
+    # Larger Arrow batches to and from Python workers: fewer round trips (measured: -0.5 s
+    # on a trading day of 500 symbols; the default is 10k rows).
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
 }
 
 # How classic PySpark moves data between Python and the JVM. A Spark Connect client always
