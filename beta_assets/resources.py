@@ -30,9 +30,12 @@ def lake_from_environment(env: Mapping[str, str]) -> DeltaLake:
     root = env.get(LAKE_ENV) or DEFAULT_LAKE
     if not root.startswith(("s3://", "s3a://")):
         return DeltaLake(root=root, storage=LocalConfig())
+    # Temporary credentials carry a session token; long-lived keys have none.
+    token = {"token": EnvVar("AWS_SESSION_TOKEN")} if env.get("AWS_SESSION_TOKEN") else {}
     storage = S3Config(
         access_key_id=EnvVar("AWS_ACCESS_KEY_ID"),
         secret_access_key=EnvVar("AWS_SECRET_ACCESS_KEY"),
+        **token,
         **{field: env[name] for field, name in _S3_SETTINGS.items() if env.get(name)},
     )
     allow_http = env.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true")

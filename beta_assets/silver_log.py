@@ -100,7 +100,7 @@ class SilverLog:
                 tables.append(
                     pq.read_table(path, filesystem=self._files, columns=[SYMBOL, EVENT_TIME])
                 )
-            except (FileNotFoundError, OSError):
+            except FileNotFoundError:  # vacuumed; other errors (the store failing) raise
                 return None
         return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
@@ -108,7 +108,7 @@ class SilverLog:
         try:
             with self._files.open_input_stream(f"_delta_log/{version:020d}.json") as stream:
                 text = stream.read().decode()
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:  # log cleanup; other errors raise: the tick is retried
             return None
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
