@@ -196,3 +196,38 @@ def stage_lines(context: SparkContext) -> list[str]:
             f"{stage.numActiveTasks} running{failed}"
         )
     return lines
+
+
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+def connect_server_command(
+    port: int, master: str = "local[*]", memory: str = "4g", host: str = "127.0.0.1"
+) -> tuple[list[str], dict[str, str]]:
+    """The spark-submit command (and environment) of a Spark Connect server from this pyspark.
+
+    In the foreground, unlike sbin/start-connect-server.sh, which daemonizes with a pid file
+    per user in /tmp. Its Python workers run this interpreter, which has tickbeta installed.
+    """
+    import pyspark
+
+    spark_home = os.path.dirname(pyspark.__file__)
+    command = [
+        os.path.join(spark_home, "bin", "spark-submit"),
+        "--class",
+        CONNECT_SERVER_CLASS,
+        "--name",
+        "tickbeta",
+        "--master",
+        master,
+        "--driver-memory",
+        memory,
+        "--conf",
+        f"spark.connect.grpc.binding.port={port}",
+        "--conf",
+        f"spark.connect.grpc.binding.address={host}",
+        "--conf",
+        f"spark.sql.shuffle.partitions={LOCAL_DEFAULTS['spark.sql.shuffle.partitions']}",
+    ]
+    env = {**os.environ, "SPARK_HOME": spark_home, "PYSPARK_PYTHON": sys.executable}
+    return command, env

@@ -1,6 +1,5 @@
 """Servers the scaling-out tests start on localhost: Spark Connect and an S3-compatible store."""
 
-import os
 import re
 import socket
 import subprocess
@@ -14,8 +13,9 @@ from pathlib import Path
 import boto3
 import pyspark
 
+from resources.spark import connect_server_command
+
 SPARK_HOME = Path(pyspark.__file__).parent
-CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 # The server logs this line once its gRPC service listens; the port is the one it really bound
 # (Spark moves to the next port when the requested one is taken).
 _CONNECT_STARTED = re.compile(r"Spark Connect server started at: \S+:(\d+)")
@@ -37,26 +37,8 @@ def spark_connect_server(log_dir: Path, cores: int = 2, memory: str = "1g") -> I
     machine would share. Its Python workers run this interpreter, which has tickbeta installed.
     """
     log_path = log_dir / "spark-connect.log"
-    command = [
-        str(SPARK_HOME / "bin" / "spark-submit"),
-        "--class",
-        CONNECT_SERVER_CLASS,
-        "--name",
-        "tickbeta tests",
-        "--master",
-        f"local[{cores}]",
-        "--driver-memory",
-        memory,
-        "--conf",
-        f"spark.connect.grpc.binding.port={free_port()}",
-        "--conf",
-        "spark.connect.grpc.binding.address=127.0.0.1",
-        "--conf",
-        "spark.ui.enabled=false",
-        "--conf",
-        "spark.sql.shuffle.partitions=4",
-    ]
-    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "PYSPARK_PYTHON": sys.executable}
+    command, env = connect_server_command(free_port(), master=f"local[{cores}]", memory=memory)
+    command += ["--conf", "spark.ui.enabled=false"]
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

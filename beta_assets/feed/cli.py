@@ -14,6 +14,7 @@ from beta_assets.feed.simulator import SimulationSpec
 from beta_assets.resources import lake_from_environment
 from beta_assets.settings import LAKE_ENV, MARKET_SYMBOL
 from resources.lake import DeltaLake
+from resources.spark import connect_server_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +63,12 @@ def _checks(args: argparse.Namespace, lake: DeltaLake) -> int:
     return report(expected)
 
 
+def _spark_connect(args: argparse.Namespace, lake: DeltaLake) -> int:
+    command, env = connect_server_command(args.port, master=args.master, memory=args.memory)
+    print(f"Spark Connect server on sc://127.0.0.1:{args.port} ({args.master})", flush=True)
+    os.execve(command[0], command, env)
+
+
 def _spec(args: argparse.Namespace) -> SimulationSpec:
     return SimulationSpec(
         symbols=args.symbols,
@@ -100,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
         "checks", help="exit 1 unless the latest run in $DAGSTER_HOME passed every check"
     )
     checks.set_defaults(command=_checks)
+
+    connect = commands.add_parser(
+        "spark-connect", help="a long-lived local Spark Connect server: runs skip the JVM start"
+    )
+    connect.add_argument("--port", type=int, default=15002)
+    connect.add_argument("--master", default="local[*]")
+    connect.add_argument("--memory", default="4g", help="driver memory")
+    connect.set_defaults(command=_spark_connect)
     return parser
 
 
