@@ -284,6 +284,8 @@ def measure(spark, size: Size, cap: float, with_dagster: bool, with_incremental:
 
 
 def _notebook(spark, lake: DeltaLake, row: Row, cap: float) -> tuple[float | None, str]:
+    if cap <= 0:
+        return None, "not run (--cap 0)"
     # The plan's cost is linear in pairs: skip what the previous size says cannot finish.
     predicted = _PAIR_RATE.get("pairs_per_second")
     if predicted and row.pairs / predicted > 2 * cap:
@@ -328,7 +330,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--cap", type=float, default=600.0, help="seconds for the notebook's plan")
+    parser.add_argument(
+        "--cap", type=float, default=600.0, help="seconds for the notebook's plan (0: skip it)"
+    )
     parser.add_argument("--no-dagster", action="store_true", help="skip the end-to-end runs")
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

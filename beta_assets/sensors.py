@@ -30,7 +30,7 @@ from dagster._core.storage.tags import (
 )
 from deltalake import DeltaTable
 
-from beta_assets.assets.silver import SILVER_VERSION_TAG
+from beta_assets.assets.silver import CHANGED_FIRST_TAG, CHANGED_LAST_TAG, SILVER_VERSION_TAG
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.partitions import floor_hour, hourly_partitions, hours_holding, partition_key
 from beta_assets.settings import BAND, EVENT_TIME, PARTITION_SPAN, SILVER_TABLE, WINDOW
@@ -320,8 +320,20 @@ def _run_requests(
                 SILVER_VERSION_TAG: str(changes.to_version),
                 "tickbeta/trigger": "full_recompute" if changes.full_recompute_reason else "append",
                 "tickbeta/late_ticks": str(changes.late_ticks),
+                **_changed_span_tags(changes),
             },
         )
+
+
+def _changed_span_tags(changes: SilverChanges) -> dict[str, str]:
+    """What the new versions changed, so that a run's steps recompute only what it reaches.
+
+    A full recompute names no span: every hour of its range is recomputed.
+    """
+    span = None if changes.full_recompute_reason else changes.changed_span()
+    if span is None:
+        return {}
+    return {CHANGED_FIRST_TAG: span[0].isoformat(), CHANGED_LAST_TAG: span[1].isoformat()}
 
 
 def _observations(changes: SilverChanges) -> Iterator[AssetObservation]:

@@ -67,3 +67,34 @@ def test_a_tick_five_hours_late_updates_its_windows(spark, lake_root):
     assert_same_windows(after, notebook_gold(spark.createDataFrame(everything)).toPandas())
     changed = after.set_index(KEY)["sample_size"] - before["sample_size"]
     assert (changed.xs("T001", level="s") > 0).sum() == 24  # every window holding 15:31
+
+
+def test_an_incremental_run_recomputes_only_the_hours_the_change_reaches(lake_root):
+    from tests.pipeline import run_range
+
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=33)
+    driver = replay(lake_root, in_appends(ticks, 2))
+    late = datasets.ticks([("T001", 55.0, 0.8, datasets.at(17, 10))])
+    write_silver(lake_root, late)
+    (request,) = driver.evaluate().run_requests
+    tags = request.tags
+    assert tags["tickbeta/changed_first"].startswith("2026-01-05T17:10")
+    result = run_range(
+        lake_root,
+        tags["dagster/asset_partition_range_start"],
+        tags["dagster/asset_partition_range_end"],
+        tags=tags,
+    )
+
+    def recomputed_hours(asset: str) -> list[str]:
+        events = result.asset_materializations_for_node(asset)
+        return sorted(
+            e.partition
+            for e in events
+            if e.metadata.get("recomputed", None) is None or e.metadata["recomputed"].value
+        )
+
+    assert recomputed_hours("spy_returns") == ["2026-01-05-17:00"]
+    assert recomputed_hours("joined_returns") == [f"2026-01-05-{h}:00" for h in (16, 17, 18)]
+    gold_hours = recomputed_hours("gold_beta_metrics")
+    assert "2026-01-05-14:00" in gold_hours and "2026-01-05-18:00" in gold_hours

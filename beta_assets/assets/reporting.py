@@ -77,14 +77,20 @@ def add_partition_metadata(
     rows: pa.Table,
     time_column: str,
     details: Callable[[pa.Table], dict] | None = None,
+    recomputed: tuple[datetime, datetime] | None = None,
 ) -> None:
     """Each partition's own row count and time range (and `details` of its rows).
 
     A run over a range reports one materialization per partition: without this, every
-    partition's page would show the counts of the whole run.
+    partition's page would show the counts of the whole run. Partitions outside
+    `recomputed` (an incremental run's reach) were left as they were: they say so.
     """
     keys = partition_keys_of(rows, time_column)
     for key in context.partition_keys:
+        hour = hourly_partitions.time_window_for_partition_key(key).start
+        if recomputed is not None and not recomputed[0] <= hour < recomputed[1]:
+            context.add_asset_metadata({"recomputed": False}, partition_key=key)
+            continue
         own = rows.filter(pc.equal(keys, key))
         low, high = _time_range(own, time_column)
         metadata = {

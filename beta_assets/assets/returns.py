@@ -1,5 +1,7 @@
 """spy_returns (the market series) and joined_returns (pair sums per symbol and 5-min bucket)."""
 
+from datetime import datetime, timedelta
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
@@ -28,7 +30,12 @@ from beta_assets.assets.reporting import (
     spark_job_label,
 )
 from beta_assets.assets.retries import retry_transient_failures
-from beta_assets.assets.silver import silver_snapshot, silver_ticks, writer_pool
+from beta_assets.assets.silver import (
+    hours_to_recompute,
+    silver_snapshot,
+    silver_ticks,
+    writer_pool,
+)
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.checks import (
     JOINED_CHECKS,
@@ -55,7 +62,13 @@ from beta_assets.quarantine import (
     split_rows,
     write_quarantine,
 )
-from beta_assets.settings import JOINED_RETURNS_TABLE, MARKET_EVENT_TIME, SPY_RETURNS_TABLE, SYMBOL
+from beta_assets.settings import (
+    BAND,
+    JOINED_RETURNS_TABLE,
+    MARKET_EVENT_TIME,
+    SPY_RETURNS_TABLE,
+    SYMBOL,
+)
 from beta_assets.storage import SilverRead, read_hours_arrow, read_silver, write_hours
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, stage_progress
@@ -87,7 +100,8 @@ def spy_returns(
     metrics: BetaMetricsConfig,
 ) -> MaterializeResult:
     watch = Stopwatch()
-    start, end = context.partition_time_window
+    # Market ticks only affect their own hour.
+    start, end = recompute_window(context, timedelta(0))
     settings = metrics.settings()
     silver = read_silver(spark.spark_session, lake, silver_snapshot(context, lake), start, end)
     log_silver_read(context, silver)
@@ -106,7 +120,7 @@ def spy_returns(
         f"v{silver.version}; quarantined {rejected_by_reason or 'nothing'}; {duplicates} "
         "duplicate market ticks"
     )
-    add_partition_metadata(context, market, MARKET_EVENT_TIME)
+    add_partition_metadata(context, market, MARKET_EVENT_TIME, recomputed=(start, end))
     return MaterializeResult(
         metadata={
             **run_metadata(written, silver.version, watch, lake.uri(SPY_RETURNS_TABLE)),
@@ -147,7 +161,8 @@ def joined_returns(
     metrics: BetaMetricsConfig,
 ) -> MaterializeResult:
     watch = Stopwatch()
-    start, end = context.partition_time_window
+    # A changed tick reaches the buckets of the ticks within one band of it.
+    start, end = recompute_window(context, BAND)
     settings = metrics.settings()
     session = spark.spark_session
     market_rows = read_hours_arrow(
@@ -180,7 +195,7 @@ def joined_returns(
         f"{len(market_rows)} market ticks into {written.rows} buckets, silver v{silver.version}; "
         f"{duplicates} duplicate ticks counted once"
     )
-    add_partition_metadata(context, rows, BUCKET_START, ticker_tick_counts)
+    add_partition_metadata(context, rows, BUCKET_START, ticker_tick_counts, recomputed=(start, end))
     return MaterializeResult(
         metadata={
             **run_metadata(written, silver.version, watch, lake.uri(JOINED_RETURNS_TABLE)),
@@ -192,6 +207,16 @@ def joined_returns(
             joined_returns_results(written.table, in_time_range(tickers, start, end).count())
         ),
     )
+
+
+def recompute_window(context: AssetExecutionContext, reach: timedelta) -> tuple[datetime, datetime]:
+    """The hours this step recomputes: all of the run's range, or on an incremental run the
+    hours that the changed ticks reach (possibly none: an empty window)."""
+    window = hours_to_recompute(context, reach)
+    if window is None:
+        start, _ = context.partition_time_window
+        return start, start
+    return window
 
 
 def log_silver_read(context: AssetExecutionContext, silver: SilverRead) -> None:

@@ -1,7 +1,7 @@
 """silver_ticks: the Delta table a feed writes; observed by Dagster, never materialized by it."""
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from dagster import (
     AssetExecutionContext,
@@ -24,6 +24,30 @@ SILVER_VERSION_TAG = "tickbeta/silver_version"
 # separate tag: copied into a re-execution, SILVER_VERSION_TAG would pin the re-execution to
 # the old version.
 SILVER_VERSION_READ_TAG = "tickbeta/silver_version_read"
+
+
+# Set by the sensor on incremental runs: the event-time span the new silver versions changed.
+# Steps then recompute only the hours that span can reach; the rest of the range is unchanged.
+CHANGED_FIRST_TAG = "tickbeta/changed_first"
+CHANGED_LAST_TAG = "tickbeta/changed_last"
+
+
+def hours_to_recompute(
+    context: AssetExecutionContext, reach: timedelta
+) -> tuple[datetime, datetime] | None:
+    """The hours of the run's range that ticks changed within `reach` of can affect.
+
+    The whole range when the run says nothing about what changed; None when nothing in
+    the range can have changed (the step then keeps its hours as they are).
+    """
+    start, end = context.partition_time_window
+    first = context.run.tags.get(CHANGED_FIRST_TAG)
+    last = context.run.tags.get(CHANGED_LAST_TAG)
+    if not first or not last:
+        return start, end
+    low = max(start, floor_hour(datetime.fromisoformat(first) - reach))
+    high = min(end, floor_hour(datetime.fromisoformat(last) + reach) + PARTITION_SPAN)
+    return (low, high) if low < high else None
 
 
 def writer_pool(table: str) -> str:
