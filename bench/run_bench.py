@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -171,21 +170,14 @@ def dagster_end_to_end(lake: DeltaLake, start: datetime, end: datetime) -> float
     """`dagster asset materialize --partition-range` in a new process, derived tables fresh."""
     for table in DERIVED:
         shutil.rmtree(lake.uri(table), ignore_errors=True)
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "beta_assets.definitions",
-        "--select",
-        "spy_returns,joined_returns,gold_beta_metrics",
-        "--partition-range",
-        f"{partition_key(start)}...{partition_key(end - timedelta(hours=1))}",
-    ]
+    from tests.pipeline import materialize_from_cli
+
     env = {**os.environ, "TICKBETA_LAKE": lake.root, "TICKBETA_SPARK_UI": "false"}
     env.pop("DAGSTER_HOME", None)
     started = time.monotonic()
-    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    result = materialize_from_cli(
+        env, partition_key(start), partition_key(end - timedelta(hours=1))
+    )
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])

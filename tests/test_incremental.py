@@ -3,6 +3,7 @@
 import pandas as pd
 import pyarrow as pa
 
+from beta_assets.metrics import GOLD_COLUMNS
 from beta_assets.settings import GOLD_TABLE
 from tests import datasets
 from tests.compare import assert_same_windows
@@ -12,19 +13,7 @@ from tests.sensing import SensorDriver
 
 KEY = ["s", "window_start"]
 # silver_version is lineage: an hour computed at an earlier version says so.
-COMPARED = [
-    "s",
-    "window_start",
-    "window_end",
-    "beta",
-    "volatility",
-    "momentum",
-    "close_price",
-    "sample_size",
-    "cost_of_equity",
-    "is_final",
-    "partition_hour",
-]
+COMPARED = [*GOLD_COLUMNS, "partition_hour"]
 
 
 def in_appends(ticks: pa.Table, count: int) -> list[pa.Table]:

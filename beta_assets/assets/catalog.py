@@ -10,16 +10,20 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 from dagster import (
+    AssetCheckSpec,
     AssetsDefinition,
+    BackfillPolicy,
     CodeReferencesMetadataValue,
     LocalFileCodeReference,
     TableColumn,
     TableSchema,
+    asset,
 )
 
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.feed.simulator import TICK_SCHEMA
 from beta_assets.metrics import GOLD_COLUMNS, MARKET_SCHEMA
+from beta_assets.partitions import hourly_partitions
 from beta_assets.settings import (
     BLUME_PRIOR,
     BLUME_WEIGHT,
@@ -193,3 +197,35 @@ def code_reference(asset: AssetsDefinition) -> LocalFileCodeReference:
     return LocalFileCodeReference(
         file_path=inspect.getsourcefile(function), line_number=inspect.getsourcelines(function)[1]
     )
+
+
+def hourly_table_asset(
+    name: str,
+    *,
+    deps: Sequence,
+    check_specs: Sequence[AssetCheckSpec],
+    layer: str,
+    column_schema: TableSchema,
+    description: str,
+):
+    """The decorator of a computed table: hourly partitions run as one Spark job per range,
+    its writers in a pool of one, and how the UI presents it."""
+    return asset(
+        name=name,
+        partitions_def=hourly_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=deps,
+        check_specs=check_specs,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"spark", "delta"},
+        tags={LAYER: layer},
+        metadata={COLUMN_SCHEMA: column_schema},
+        pool=writer_pool(name),
+        description=description,
+    )
+
+
+def writer_pool(table: str) -> str:
+    """The concurrency pool of a table's writers: one at a time (deploy/dagster.yaml)."""
+    return f"delta_{table}"

@@ -7,18 +7,13 @@ import pyarrow.compute as pc
 from dagster import (
     AssetDep,
     AssetExecutionContext,
-    BackfillPolicy,
     MaterializeResult,
-    asset,
 )
 
 from beta_assets.assets.catalog import (
-    COLUMN_SCHEMA,
     GOLD_COLUMN_SCHEMA,
-    GROUP,
-    LAYER,
-    OWNERS,
     WINDOW_START,
+    hourly_table_asset,
 )
 from beta_assets.assets.reporting import (
     Stopwatch,
@@ -31,12 +26,12 @@ from beta_assets.assets.reporting import (
     spark_job_label,
 )
 from beta_assets.assets.retries import retry_transient_failures
-from beta_assets.assets.silver import silver_snapshot, writer_pool
+from beta_assets.assets.silver import silver_snapshot
 from beta_assets.band import BUCKET_SCHEMA
 from beta_assets.checks import GOLD_CHECKS, gold_results
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import window_metrics
-from beta_assets.partitions import WINDOW_REACH, hourly_partitions, window_span_mapping
+from beta_assets.partitions import WINDOW_REACH, window_span_mapping
 from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SYMBOL
 from beta_assets.storage import read_hours_arrow, write_hours
 from beta_assets.watermarks import snapshot_high_water_marks
@@ -44,18 +39,12 @@ from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_progress
 
 
-@asset(
-    name=GOLD_TABLE,
-    partitions_def=hourly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+@hourly_table_asset(
+    GOLD_TABLE,
     deps=[AssetDep(JOINED_RETURNS_TABLE, partition_mapping=window_span_mapping)],
     check_specs=GOLD_CHECKS,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"spark", "delta"},
-    tags={LAYER: "gold"},
-    metadata={COLUMN_SCHEMA: GOLD_COLUMN_SCHEMA},
-    pool=writer_pool(GOLD_TABLE),
+    layer="gold",
+    column_schema=GOLD_COLUMN_SCHEMA,
     description=(
         "Per (symbol, 2-hour window sliding every 5 minutes): CAPM beta against the market, "
         "volatility, momentum, close price, sample size, cost of equity, is_final (the "

@@ -7,18 +7,13 @@ import pyarrow.compute as pc
 from dagster import (
     AssetDep,
     AssetExecutionContext,
-    BackfillPolicy,
     MaterializeResult,
-    asset,
 )
 
 from beta_assets.assets.catalog import (
-    COLUMN_SCHEMA,
-    GROUP,
     JOINED_RETURNS_COLUMN_SCHEMA,
-    LAYER,
-    OWNERS,
     SPY_RETURNS_COLUMN_SCHEMA,
+    hourly_table_asset,
 )
 from beta_assets.assets.reporting import (
     Stopwatch,
@@ -34,7 +29,6 @@ from beta_assets.assets.silver import (
     hours_to_recompute,
     silver_snapshot,
     silver_ticks,
-    writer_pool,
 )
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.checks import (
@@ -54,7 +48,7 @@ from beta_assets.metrics import (
     ticker_ticks,
     typed_ticks,
 )
-from beta_assets.partitions import BAND_REACH, hourly_partitions, market_band_mapping
+from beta_assets.partitions import BAND_REACH, market_band_mapping
 from beta_assets.quarantine import (
     market_series_rows,
     quarantine_rows,
@@ -74,18 +68,12 @@ from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, stage_progress
 
 
-@asset(
-    name=SPY_RETURNS_TABLE,
-    partitions_def=hourly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+@hourly_table_asset(
+    SPY_RETURNS_TABLE,
     deps=[silver_ticks],
     check_specs=SPY_CHECKS,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"spark", "delta"},
-    tags={LAYER: "intermediate"},
-    metadata={COLUMN_SCHEMA: SPY_RETURNS_COLUMN_SCHEMA},
-    pool=writer_pool(SPY_RETURNS_TABLE),
+    layer="intermediate",
+    column_schema=SPY_RETURNS_COLUMN_SCHEMA,
     description=(
         "The market's ticks (symbol = market_symbol, default SPY): one row per tick with "
         "m_event_time and m_return (its changePercent). Hourly UTC partitions: partition P holds "
@@ -133,18 +121,12 @@ def spy_returns(
     )
 
 
-@asset(
-    name=JOINED_RETURNS_TABLE,
-    partitions_def=hourly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+@hourly_table_asset(
+    JOINED_RETURNS_TABLE,
     deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=market_band_mapping)],
     check_specs=JOINED_CHECKS,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"spark", "delta"},
-    tags={LAYER: "intermediate"},
-    metadata={COLUMN_SCHEMA: JOINED_RETURNS_COLUMN_SCHEMA},
-    pool=writer_pool(JOINED_RETURNS_TABLE),
+    layer="intermediate",
+    column_schema=JOINED_RETURNS_COLUMN_SCHEMA,
     description=(
         "Per (symbol, 5-minute bucket of its ticks): the sums over every (ticker tick, market "
         "tick within +-1h) pair, shifted by the row's x_ref / y_ref, with the pair count, "

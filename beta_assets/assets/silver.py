@@ -50,11 +50,6 @@ def hours_to_recompute(
     return (low, high) if low < high else None
 
 
-def writer_pool(table: str) -> str:
-    """The concurrency pool of a table's writers: one at a time (deploy/dagster.yaml)."""
-    return f"delta_{table}"
-
-
 # An observable source with a spec (rather than @observable_source_asset) so that it can carry
 # owners and kinds like the assets computed from it.
 silver_spec = AssetSpec(
