@@ -53,6 +53,7 @@ SPY_RETURNS_TABLE = "spy_returns"
 JOINED_RETURNS_TABLE = "joined_returns"
 GOLD_TABLE = "gold_beta_metrics"
 QUARANTINE_TABLE = "quarantine_ticks"
+IMPORT_REJECTS_TABLE = "quarantine_ticks_import"  # rows `tickbeta import` could not read
 PLANTED_BETAS_TABLE = "planted_betas"
 
 # Every derived table is partitioned on disk by the hour its rows belong to, so that replacing a

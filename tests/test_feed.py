@@ -9,7 +9,7 @@ import pytest
 from beta_assets.feed.feed import append_sessions
 from beta_assets.feed.importer import CaptureSchemaError, import_capture
 from beta_assets.feed.simulator import SimulationSpec, planted_betas, simulate_sessions
-from beta_assets.settings import PLANTED_BETAS_TABLE, QUARANTINE_TABLE, SILVER_TABLE
+from beta_assets.settings import IMPORT_REJECTS_TABLE, PLANTED_BETAS_TABLE, SILVER_TABLE
 from resources.lake import DeltaLake
 
 
@@ -117,7 +117,7 @@ def test_import_keeps_valid_rows_and_quarantines_the_rest(lake_root, tmp_path):
         datetime(2026, 1, 5, 14, 31, tzinfo=utc),
         datetime(2026, 1, 5, 14, 32, tzinfo=utc),  # naive: read as UTC
     ]
-    rejects = lake.require(QUARANTINE_TABLE + "_import").to_pyarrow_table().to_pandas()
+    rejects = lake.require(IMPORT_REJECTS_TABLE).to_pyarrow_table().to_pandas()
     assert len(rejects) == 5 and set(rejects["currentPrice"]) >= {"abc", "-3"}
 
 

@@ -19,8 +19,8 @@ from beta_assets.feed.simulator import TICK_SCHEMA
 from beta_assets.settings import (
     CHANGE,
     EVENT_TIME,
+    IMPORT_REJECTS_TABLE,
     PRICE,
-    QUARANTINE_TABLE,
     SILVER_COLUMNS,
     SILVER_TABLE,
     SYMBOL,
@@ -106,6 +106,6 @@ def import_capture(lake: DeltaLake, path: Path, file_format: str | None = None) 
         version = lake.append(SILVER_TABLE, valid, {"tickbeta_import": path.name})
     if len(rejected):
         rows = pa.Table.from_pandas(rejected.assign(**{SOURCE: str(path)}), preserve_index=False)
-        lake.append(QUARANTINE_TABLE + "_import", rows)
+        lake.append(IMPORT_REJECTS_TABLE, rows)
     counts = rejected[REASON].value_counts().to_dict() if len(rejected) else {}
     return ImportReport(valid.num_rows, {str(k): int(v) for k, v in counts.items()}, version)
