@@ -45,7 +45,6 @@ from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, dataframe_from_arrow
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parent.parent
 DERIVED = ("spy_returns", "joined_returns", "gold_beta_metrics", "quarantine_ticks")
 
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from beta_assets.settings import CHANGE, EVENT_TIME, PRICE, SYMBOL
 
 BUCKET_START = "bucket_start"
-_UTC_MICROS = pa.timestamp("us", tz="UTC")
+UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 # joined_returns: one row per (symbol, 5-minute bucket of its ticks).
 #   notebook pairs: x = the symbol's changePercent, y = the market's, shifted by x_ref / y_ref
@@ -32,7 +32,7 @@ _UTC_MICROS = pa.timestamp("us", tz="UTC")
 BUCKET_SCHEMA = pa.schema(
     [
         (SYMBOL, pa.string()),
-        (BUCKET_START, _UTC_MICROS),
+        (BUCKET_START, UTC_MICROS),
         ("pair_count", pa.int64()),
         ("x_ref", pa.float64()),
         ("y_ref", pa.float64()),
@@ -48,7 +48,7 @@ BUCKET_SCHEMA = pa.schema(
         ("paired_ticks", pa.int64()),
         ("unpaired_ticks", pa.int64()),
         ("duplicate_ticks", pa.int64()),
-        ("last_paired_time", _UTC_MICROS),
+        ("last_paired_time", UTC_MICROS),
         ("last_paired_price", pa.float64()),
         ("aligned_bars", pa.int64()),
         ("sum_rm", pa.float64()),
@@ -160,7 +160,7 @@ class _Ticks:
 
 
 def _unique_sorted(ticks: pa.RecordBatch) -> _Ticks:
-    times = _epoch_micros(ticks.column(EVENT_TIME))
+    times = epoch_micros(ticks.column(EVENT_TIME))
     x = np.asarray(ticks.column(CHANGE).to_numpy(zero_copy_only=False), dtype=np.float64)
     prices = np.asarray(ticks.column(PRICE).to_numpy(zero_copy_only=False), dtype=np.float64)
     symbols = pc.dictionary_encode(ticks.column(SYMBOL))
@@ -344,10 +344,10 @@ def _no_buckets() -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=BUCKET_SCHEMA)
 
 
-def _epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    as_micros = pc.cast(column, _UTC_MICROS)
+def epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    as_micros = pc.cast(column, UTC_MICROS)
     return np.asarray(as_micros.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _timestamps(micros: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
-    return pa.array(micros, pa.int64(), mask=mask).cast(_UTC_MICROS)
+    return pa.array(micros, pa.int64(), mask=mask).cast(UTC_MICROS)

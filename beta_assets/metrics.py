@@ -2,10 +2,11 @@
 
 DataFrame in, DataFrame out; no Dagster here. The flow:
 
-    silver --typed_ticks--> valid ticks (+ quarantine) --with_noise-->
-        market_returns                      -> spy_returns
-        ticker_ticks + MarketSeries -> bucket_sums -> joined_returns (per symbol, 5-min bucket)
-        joined_returns -> window_metrics -> gold_beta_metrics (per symbol, 2-h window)
+    silver --typed_ticks--> typed ticks with a quarantine reason
+        market_and_rejected_rows           -> spy_returns (+ quarantine_ticks)
+        prepared_ticks -> ticker_ticks + MarketSeries -> bucket_sums
+                                           -> joined_returns (per symbol, 5-min bucket)
+        joined_returns -> window_metrics   -> gold_beta_metrics (per symbol, 2-h window)
 """
 
 from collections.abc import Iterator

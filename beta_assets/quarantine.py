@@ -85,9 +85,9 @@ def write_quarantine(
     """Replace the hours [start, end) of the quarantine; add unseen rows without a time."""
     unparsed = pc.equal(rows.column(PARTITION_HOUR), UNPARSED_HOUR)
     timed = rows.filter(pc.invert(unparsed))
-    hours = hour_labels(start, end)
-    if hours:
-        lake.replace_partitions(QUARANTINE_TABLE, timed, PARTITION_HOUR, hours, commit_metadata)
+    lake.replace_partitions(
+        QUARANTINE_TABLE, timed, PARTITION_HOUR, hour_labels(start, end), commit_metadata
+    )
     untimed = rows.filter(unparsed)
     if untimed.num_rows:
         lake.insert_missing(QUARANTINE_TABLE, untimed, ROW_KEY, commit_metadata)

@@ -275,6 +275,8 @@ def evaluate_changes(
         context.log.warning(f"full recompute: {changes.full_recompute_reason}")
     if changes.late_ticks:
         context.log.warning(f"{changes.late_ticks} late ticks (behind the 3h watermark)")
+    if not changes.late_ticks_known:
+        context.log.warning("some added files were vacuumed away: late ticks not all counted")
     hours = hours_to_recompute(changes, cursor, snapshot_span, new_marks)
     requests = list(_run_requests(changes, cursor, hours, max_partitions))
     span = (
@@ -319,10 +321,15 @@ def _run_requests(
                 ASSET_PARTITION_RANGE_END_TAG: keys[-1],
                 SILVER_VERSION_TAG: str(changes.to_version),
                 "tickbeta/trigger": "full_recompute" if changes.full_recompute_reason else "append",
-                "tickbeta/late_ticks": str(changes.late_ticks),
+                "tickbeta/late_ticks": _late_ticks_tag(changes),
                 **_changed_span_tags(changes),
             },
         )
+
+
+def _late_ticks_tag(changes: SilverChanges) -> str:
+    """The count, with a `+` when vacuumed files kept some ticks from being counted."""
+    return f"{changes.late_ticks}" + ("" if changes.late_ticks_known else "+")
 
 
 def _changed_span_tags(changes: SilverChanges) -> dict[str, str]:

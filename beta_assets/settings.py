@@ -79,9 +79,5 @@ GIT_BRANCH_ENV = "TICKBETA_GIT_BRANCH"
 DEFAULT_GIT_BRANCH = "main"
 
 
-def lake_root() -> str:
-    return os.environ.get(LAKE_ENV) or DEFAULT_LAKE
-
-
 def partitions_start() -> str:
     return os.environ.get(START_ENV) or DEFAULT_START

@@ -49,6 +49,8 @@ class SilverLog:
         time_type = pa.schema(snapshot.schema().to_arrow()).field(EVENT_TIME).type
         # Text event times have statistics that do not order like time: read the rows instead.
         self._typed_times = pa.types.is_timestamp(time_type)
+        # A commit's added rows are read once: for its range (text times) and its late ticks.
+        self._added: dict[int, pa.Table | None] = {}
 
     def commit(self, version: int) -> SilverCommit | None:
         """The commit's change; None when its log entry is gone (log cleanup)."""
@@ -94,6 +96,11 @@ class SilverLog:
 
     def added_ticks(self, commit: SilverCommit) -> pa.Table | None:
         """(s, event_time) of the rows a commit added; None if a file was vacuumed away."""
+        if commit.version not in self._added:
+            self._added[commit.version] = self._read_added(commit)
+        return self._added[commit.version]
+
+    def _read_added(self, commit: SilverCommit) -> pa.Table | None:
         tables = []
         for path in commit.added_paths:
             try:

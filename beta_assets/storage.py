@@ -154,10 +154,6 @@ def write_hours(
     Hours of the range without rows become empty: a rerun after data went away clears them.
     """
     hours = hour_labels(start, end)
-    if not hours:  # an incremental run that reaches none of these hours: nothing to replace
-        snapshot = lake.open(table)
-        version = snapshot.version() if snapshot is not None else -1
-        return WrittenHours(version, 0, 0, 0, rows)
     labels = pc.strftime(rows.column(time_column), format=HOUR_FORMAT)
     stamped = (
         rows.append_column(SILVER_VERSION, pa.array([silver_version] * rows.num_rows, pa.int64()))

@@ -9,11 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beta_assets.band import BUCKET_SCHEMA, BUCKET_START, WINDOW_FIELDS
+from beta_assets.band import BUCKET_SCHEMA, BUCKET_START, UTC_MICROS, WINDOW_FIELDS, epoch_micros
 from beta_assets.settings import SYMBOL
 
 WINDOW_START = "window_start"
-_UTC_MICROS = pa.timestamp("us", tz="UTC")
 _PLAIN_SUMS = (
     "pair_count",
     "paired_ticks",
@@ -28,7 +27,7 @@ _PLAIN_SUMS = (
 
 # One row per (symbol, window): the window's sums, in its own reference frame.
 WINDOW_SUMS_SCHEMA = pa.schema(
-    [(SYMBOL, pa.string()), (WINDOW_START, _UTC_MICROS)]
+    [(SYMBOL, pa.string()), (WINDOW_START, UTC_MICROS)]
     + [BUCKET_SCHEMA.field(name) for name in WINDOW_FIELDS if name != BUCKET_START]
 )
 
@@ -44,7 +43,7 @@ def window_sums(
     ordered = with_pairs.sort_by([(SYMBOL, "ascending"), (BUCKET_START, "ascending")])
     symbols = pc.dictionary_encode(ordered.column(SYMBOL)).combine_chunks()
     codes = symbols.indices.to_numpy().astype(np.int64)
-    slots = _micros(ordered.column(BUCKET_START)) // slide_us
+    slots = epoch_micros(ordered.column(BUCKET_START)) // slide_us
     column = {name: _floats(ordered, name) for name in WINDOW_FIELDS if name != BUCKET_START}
 
     # Key = (symbol, slot) in one int64. Slots are offset by one window so that the windows
@@ -69,7 +68,7 @@ def window_sums(
     return pa.table(
         {
             SYMBOL: pc.take(symbols.dictionary, pa.array(window_keys // spread)),
-            WINDOW_START: pa.array(window_slots * slide_us, pa.int64()).cast(_UTC_MICROS),
+            WINDOW_START: pa.array(window_slots * slide_us, pa.int64()).cast(UTC_MICROS),
             **sums,
         },
         schema=WINDOW_SUMS_SCHEMA,
@@ -122,9 +121,5 @@ def _typed(name: str, values: np.ndarray) -> pa.Array:
 def _floats(table: pa.Table, name: str) -> np.ndarray:
     values = table.column(name)
     if pa.types.is_timestamp(values.type):
-        return _micros(values).astype(np.float64)
+        return epoch_micros(values).astype(np.float64)
     return values.to_numpy().astype(np.float64)
-
-
-def _micros(column: pa.ChunkedArray) -> np.ndarray:
-    return column.cast(_UTC_MICROS).cast(pa.int64()).to_numpy()

@@ -139,6 +139,9 @@ class DeltaLake(ConfigurableResource):
         new snapshot (replacing is idempotent). `app_versions` are recorded as Delta app
         transactions (app id -> version) in the same commit.
         """
+        if not partition_values:  # nothing to replace: no commit
+            snapshot = self.open(table)
+            return snapshot.version() if snapshot is not None else -1
         values = ", ".join(f"'{value}'" for value in partition_values)
         transactions = [Transaction(app, version) for app, version in (app_versions or {}).items()]
         properties = CommitProperties(

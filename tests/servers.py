@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-import pyspark
 
 from resources.spark import connect_server_command
 
-SPARK_HOME = Path(pyspark.__file__).parent
 # The server logs this line once its gRPC service listens; the port is the one it really bound
 # (Spark moves to the next port when the requested one is taken).
 _CONNECT_STARTED = re.compile(r"Spark Connect server started at: \S+:(\d+)")

@@ -20,8 +20,6 @@ from tests.pipeline import (
     write_silver,
 )
 
-LINEAGE = ["silver_version", "partition_hour"]
-
 
 def sorted_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys).reset_index(drop=True)
