@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +26,7 @@ import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.fs import DeltaStorageHandler
+from deltalake.schema import Field
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,29 @@ def data_files(snapshot: DeltaTable, file_pruning_predicate: str | None) -> list
     files the snapshot holds and which ones the predicate keeps; the replay must know every
     file it selects, or the plan fails naming it.
     """
-    by_uri = _live_files(snapshot)
-    chosen = snapshot.file_uris(file_pruning_predicate=file_pruning_predicate)
-    unknown = [uri for uri in chosen if uri not in by_uri]
+    live = _live_files(snapshot)
+    uris = snapshot.file_uris(file_pruning_predicate=file_pruning_predicate)
+    chosen = [_path_in_table(snapshot.table_uri, uri) for uri in uris]
+    unknown = [uri for uri, path in zip(uris, chosen, strict=True) if path not in live]
     if unknown:
         raise DeltaLogError(
             f"Delta table {snapshot.table_uri} (version {snapshot.version()}): the log replay "
             f"does not hold {len(unknown)} file(s) delta-rs selects, e.g. {unknown[0]}"
         )
-    logical = _logical_names(snapshot)
-    return [_data_file(uri, by_uri[uri], logical) for uri in chosen]
+    root, logical = _table_root(snapshot.table_uri), _logical_names(snapshot)
+    return [_data_file(_file_uri(root, path), live[path], logical) for path in chosen]
+
+
+def _path_in_table(table_uri: str, uri: str) -> str:
+    """A `file_uris` uri as the log names the file: unquoted, relative to the root under it.
+
+    delta-rs keeps the percent-escapes of a local table root in the uris it gives
+    ("/lake/my%20table/part-0.parquet" for "/lake/my table"): both spellings are accepted.
+    """
+    for root in (_table_root(table_uri), table_uri.rstrip("/").removeprefix("file://")):
+        if uri.startswith(root + "/"):
+            return uri[len(root) + 1 :]
+    return uri
 
 
 def needs_delta_aware_read(snapshot: DeltaTable) -> bool:
@@ -150,7 +163,7 @@ def needs_delta_aware_read(snapshot: DeltaTable) -> bool:
     return any(live.deletion_vector is not None for live in _live_files(snapshot).values())
 
 
-def _field_ids(fields: dict[str, Any], names: list[str]) -> dict[str, int]:
+def _field_ids(fields: dict[str, Field], names: list[str]) -> dict[str, int]:
     return {name: int(fields[name].metadata[_COLUMN_ID]) for name in names}
 
 
@@ -201,7 +214,7 @@ _ADD_COLUMNS = ["add.path", "add.size", "add.partitionValues", "add.deletionVect
 
 
 def _live_files(snapshot: DeltaTable) -> dict[str, _LiveFile]:
-    """The snapshot's add actions by file uri, replayed from the log."""
+    """The snapshot's add actions by their unquoted log path, replayed from the log."""
     files = table_filesystem(snapshot.table_uri, _storage_options(snapshot))
     root = _table_root(snapshot.table_uri)
     version = snapshot.version()
@@ -221,7 +234,7 @@ def _live_files(snapshot: DeltaTable) -> dict[str, _LiveFile]:
             live[urllib.parse.unquote(add["path"])] = add
     for commit in range(first, version + 1):
         _apply_commit(live, _json_actions(files, root, f"{root}/_delta_log/{commit:020d}.json"))
-    return {_file_uri(root, path): _live_file(add) for path, add in live.items()}
+    return {path: _live_file(add) for path, add in live.items()}
 
 
 def _storage_options(snapshot: DeltaTable) -> dict[str, str]:
@@ -283,9 +296,11 @@ def _parquet_adds_and_sidecars(
 ) -> tuple[list[dict], list[str]]:
     with files.open_input_file(_path_on(files, root, uri)) as source:
         parquet = pq.ParquetFile(source)
-        has_sidecars = "sidecar" in parquet.schema_arrow.names
-        rows = parquet.read(columns=_ADD_COLUMNS + (["sidecar.path"] if has_sidecars else []))
-    adds = [add for add in rows.column("add").to_pylist() if add is not None]
+        present = parquet.schema_arrow.names
+        has_adds, has_sidecars = "add" in present, "sidecar" in present
+        wanted = (_ADD_COLUMNS if has_adds else []) + (["sidecar.path"] if has_sidecars else [])
+        rows = parquet.read(columns=wanted)
+    adds = [add for add in rows.column("add").to_pylist() if add] if has_adds else []
     for add in adds:  # checkpoints hold maps as lists of pairs
         add["partitionValues"] = dict(add.get("partitionValues") or [])
     sidecars = rows.column("sidecar").to_pylist() if has_sidecars else []
@@ -379,7 +394,7 @@ def read_data_file(layout: TableLayout, file: DataFile, filesystem: pa_fs.FileSy
         stored = parquet.read(columns=sorted({name for name in in_file.values() if name}))
         row_count = parquet.metadata.num_rows
     if file.deletion_vector is not None:
-        deleted = _deleted_rows(layout.table_uri, file, filesystem, row_count)
+        deleted = _deleted_rows(layout.table_uri, file, file.deletion_vector, filesystem, row_count)
         keep = np.ones(row_count, dtype=bool)
         keep[deleted] = False
         stored = stored.filter(pa.array(keep))
@@ -464,11 +479,13 @@ _UUID_CHARS = 20  # Z85 of 16 bytes
 
 
 def _deleted_rows(
-    table_uri: str, file: DataFile, filesystem: pa_fs.FileSystem, row_count: int
+    table_uri: str,
+    file: DataFile,
+    vector: DeletionVector,
+    filesystem: pa_fs.FileSystem,
+    row_count: int,
 ) -> np.ndarray:
     """The row indexes (positions in the file) that the file's deletion vector deletes."""
-    vector = file.deletion_vector
-    assert vector is not None
     try:
         payload = _dv_payload(table_uri, vector, filesystem)
         rows = roaring_array_rows(payload)

@@ -67,7 +67,7 @@ def silver_ticks(
 
 
 def plain_table(path: str, data: pa.Table, files: int = 1) -> BuiltTable:
-    _write_in_files(path, data, files)
+    write_in_files(path, data, files)
     return BuiltTable(path, data)
 
 
@@ -117,14 +117,14 @@ def deletion_vector_table(
     `deleted(rows_in_file)` chooses the positions to delete; by default every 7th row and a
     run of 300 rows. With `partition_by`, each write makes a file per partition.
     """
-    _write_in_files(path, data, files, {"delta.enableDeletionVectors": "true"}, partition_by)
-    chosen = deleted or _default_deleted_rows
+    write_in_files(path, data, files, {"delta.enableDeletionVectors": "true"}, partition_by)
+    chosen = deleted or default_deleted
     deletions = {name: chosen(rows) for name, rows in file_row_counts(path).items()}
     delete_rows(path, deletions, storage=storage)
-    return BuiltTable(path, _surviving(path, data, deletions))
+    return BuiltTable(path, surviving_rows(path, data, deletions))
 
 
-def _default_deleted_rows(rows: int) -> np.ndarray:
+def default_deleted(rows: int) -> np.ndarray:
     every_seventh = np.arange(0, rows, 7)
     run = np.arange(rows // 3, min(rows, rows // 3 + 300))
     return np.union1d(every_seventh, run)
@@ -149,17 +149,18 @@ def delete_rows(
     if storage == "file":
         descriptors = _write_dv_file(path, deletions, prefix)
     else:
-        descriptors = {name: _inline_dv(rows) for name, rows in deletions.items()}
+        descriptors = {name: inline_dv(rows) for name, rows in deletions.items()}
     now = int(time.time() * 1000)
     actions: list[dict] = [{"commitInfo": {"timestamp": now, "operation": "DELETE"}}]
+    # The adds come first: a reader that applied actions in file order would drop them again.
     for name, descriptor in descriptors.items():
         old = adds[name]
-        actions.append({"remove": _remove_of(old, now)})
         actions.append({"add": {**old, "deletionVector": descriptor, "stats": _loose(old)}})
+    actions += [{"remove": _remove_of(adds[name], now)} for name in descriptors]
     return commit_actions(path, actions)
 
 
-def _inline_dv(rows: np.ndarray) -> dict:
+def inline_dv(rows: np.ndarray) -> dict:
     payload = roaring_payload(rows)
     return {
         "storageType": "i",
@@ -212,19 +213,22 @@ def _loose(add: dict) -> str | None:
     return json.dumps({**json.loads(add["stats"]), "tightBounds": False})
 
 
-def _surviving(path: str, data: pa.Table, deletions: Mapping[str, np.ndarray]) -> pa.Table:
+def surviving_rows(path: str, data: pa.Table, deletions: Mapping[str, np.ndarray]) -> pa.Table:
     """`data` minus the deleted rows, found by reading each file as written (partition
     values from the log)."""
     kept = []
     for name, add in _live_adds(path).items():
         rows = pq.read_table(os.path.join(path, name))
         for column, value in add.get("partitionValues", {}).items():
+            kind = data.schema.field(column).type
             values = pa.array([value] * rows.num_rows, pa.string())
-            rows = rows.append_column(column, values.cast(data.schema.field(column).type))
+            if pa.types.is_timestamp(kind):  # written without zone, meaning UTC
+                values = values.cast(pa.timestamp(kind.unit))
+            rows = rows.append_column(column, values.cast(kind))
         keep = np.ones(rows.num_rows, dtype=bool)
         keep[np.asarray(deletions.get(name, []), dtype=np.int64)] = False
-        kept.append(rows.filter(pa.array(keep)))
-    return pa.concat_tables(kept).select(data.column_names).cast(data.schema)
+        kept.append(rows.filter(pa.array(keep)).select(data.column_names).cast(data.schema))
+    return pa.concat_tables(kept)
 
 
 # --- v2 checkpoints and Databricks' protocol
@@ -235,7 +239,7 @@ def v2_checkpoint_table(path: str, data: pa.Table, files: int = 3) -> BuiltTable
     actions live in two sidecars (the commits it covers are gone: log cleanup), and one
     commit after it that adds the last file."""
     last = data.num_rows - data.num_rows // files
-    _write_in_files(path, data.slice(0, last), files - 1)
+    write_in_files(path, data.slice(0, last), files - 1)
     DeltaTable(path).alter.add_feature(
         [TableFeatures.V2Checkpoint], allow_protocol_versions_increase=True
     )
@@ -299,7 +303,7 @@ def databricks_table(path: str, data: pa.Table, storage: str = "file") -> BuiltT
         },
     )
     counts = file_row_counts(path)
-    deletions = {name: _default_deleted_rows(rows) for name, rows in counts.items()}
+    deletions = {name: default_deleted(rows) for name, rows in counts.items()}
     delete_rows(path, deletions, storage=storage)
     write_v2_checkpoint(path)
     return BuiltTable(path, _surviving_by_position(data, deletions, list(counts.values())))
@@ -385,7 +389,7 @@ def _protocol_and_metadata(path: str) -> dict[str, dict]:
     return found
 
 
-def _write_in_files(
+def write_in_files(
     path: str,
     data: pa.Table,
     files: int,
