@@ -277,6 +277,24 @@ def write_v2_checkpoint(path: str, sidecars: int = 2) -> int:
     return version
 
 
+def split_checkpoint(path: str, parts: int = 2) -> int:
+    """Checkpoint the latest version (delta-rs, classic) and split it into a multi-part
+    checkpoint `n.checkpoint.<o>.<parts>.parquet`, as older Delta writers do. Returns n."""
+    table = DeltaTable(path)
+    version = table.version()
+    table.create_checkpoint()
+    log = os.path.join(path, "_delta_log")
+    classic = os.path.join(log, f"{version:020d}.checkpoint.parquet")
+    actions = pq.read_table(classic)
+    os.remove(classic)
+    for part, rows in enumerate(np.array_split(np.arange(actions.num_rows), parts), start=1):
+        name = f"{version:020d}.checkpoint.{part:010d}.{parts:010d}.parquet"
+        pq.write_table(actions.take(pa.array(rows, pa.int64())), os.path.join(log, name))
+    with open(os.path.join(log, "_last_checkpoint"), "w") as out:
+        json.dump({"version": version, "size": actions.num_rows, "parts": parts}, out)
+    return version
+
+
 def drop_commits_before(path: str, version: int) -> None:
     """What log cleanup does: readers must start from the checkpoint at `version` (its own
     commit stays, which delta-rs needs to write again)."""

@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -265,6 +266,25 @@ def test_deletion_vectors_survive_checkpoints_and_a_later_delete(tmp_path, ticks
     got = read_all(path)
     assert_same_rows(got, delta_tables.surviving_rows(path, ticks, deleted))
     assert_same_rows(got, delta_rs_scan(path))
+
+
+def test_multi_part_checkpoint_and_an_incomplete_one_after_it(tmp_path, ticks):
+    path = str(tmp_path / "t")
+    built = delta_tables.deletion_vector_table(path, ticks, files=3, storage="file")
+    version = delta_tables.split_checkpoint(path, parts=2)
+    delta_tables.drop_commits_before(path, version)
+    # A later writer died after writing the first (here: empty) part of two.
+    log = os.path.join(path, "_delta_log")
+    part = pq.read_table(
+        os.path.join(log, f"{version:020d}.checkpoint.0000000001.0000000002.parquet")
+    )
+    stray = f"{version + 1:020d}.checkpoint.0000000001.0000000002.parquet"
+    pq.write_table(part.schema.empty_table(), os.path.join(log, stray))
+    delta_tables.delete_rows(path, {}, storage="inline")  # version + 1, changing nothing
+    files = data_files(DeltaTable(path), None)
+    assert len(files) == 3 and all(f.deletion_vector for f in files)
+    assert_same_rows(read_all(path), built.rows)
+    assert_same_rows(read_all(path), delta_rs_scan(path))
 
 
 def test_corrupt_deletion_vectors_fail_naming_table_and_file(tmp_path, ticks):
