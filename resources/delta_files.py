@@ -8,7 +8,8 @@ reads: `read_data_file` opens one file with pyarrow, picks the wanted columns by
 columns. Nothing here touches Spark or Dagster, and no row passes through the planner.
 
 Deletion vectors follow the Delta protocol ("Deletion Vectors", "Deletion Vector Format"):
-Z85 text, then a RoaringBitmapArray of 64-bit row indexes in the portable roaring format.
+inline as Z85 text or in a DV file with a CRC-32, holding a RoaringBitmapArray of the deleted
+row positions (portable roaring bitmaps).
 """
 
 import json
@@ -44,7 +45,9 @@ class DeletionVector:
 class DataFile:
     """One file of a snapshot a read needs; small and picklable."""
 
-    uri: str  # absolute: a local path or s3://bucket/key (as DeltaTable.file_uris gives)
+    # absolute: a local path or s3://bucket/key, as DeltaTable.file_uris gives it (except that a
+    # local table root is unescaped: file_uris keeps "my%20lake" for the folder "my lake")
+    uri: str
     size_bytes: int
     partition_values: dict[str, str | None]  # LOGICAL column name -> raw partition string
     deletion_vector: DeletionVector | None
