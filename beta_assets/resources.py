@@ -15,6 +15,7 @@ from beta_assets.settings import (
     DEFAULT_LAKE,
     DEFAULT_SPARK_MASTER,
     LAKE_ENV,
+    SHIP_CREDENTIALS_ENV,
     SPARK_MASTER_ENV,
     SPARK_REMOTE_ENV,
     SPARK_UI_ENV,
@@ -38,8 +39,17 @@ def lake_from_environment(env: Mapping[str, str]) -> DeltaLake:
         **token,
         **{field: env[name] for field, name in _S3_SETTINGS.items() if env.get(name)},
     )
-    allow_http = env.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true")
-    return DeltaLake(root=root, storage=storage, client=ClientConfig(allow_http=allow_http or None))
+    allow_http = _is_true(env.get("AWS_ALLOW_HTTP"))
+    return DeltaLake(
+        root=root,
+        storage=storage,
+        client=ClientConfig(allow_http=allow_http or None),
+        ship_credentials=_is_true(env.get(SHIP_CREDENTIALS_ENV)),
+    )
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes")
 
 
 def spark_from_environment(env: Mapping[str, str]) -> SparkSessionResource:

@@ -26,6 +26,12 @@ from pydantic import Field, PrivateAttr
 # A writer that loses a commit race redoes its commit, up to this many attempts in all.
 COMMIT_ATTEMPTS = 6
 
+# delta-rs storage options that are credentials: they stay in this process unless a lake is told
+# to ship them to Spark's tasks.
+SECRET_STORAGE_OPTIONS = frozenset(
+    {"access_key_id", "secret_access_key", "token", "session_token", "aws_session_token"}
+)
+
 
 @dataclass(frozen=True)
 class FileSelection:
@@ -50,6 +56,12 @@ class DeltaLake(ConfigurableResource):
     client: ClientConfig | None = Field(
         default=None, description="HTTP client options for object stores (allow_http, ...)."
     )
+    ship_credentials: bool = Field(
+        default=False,
+        description="Give Spark's tasks this lake's object-store credentials. Off (the "
+        "default): executors use their own environment (instance profile, AWS_* variables on "
+        "the nodes), as on a real cluster.",
+    )
     _pins: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @property
@@ -67,6 +79,15 @@ class DeltaLake(ConfigurableResource):
         if self.client is not None:
             options.update(self.client.str_dict())
         return options
+
+    def task_storage_options(self) -> dict[str, str]:
+        """The storage options Spark's tasks open files with: without credentials unless
+        `ship_credentials` is set (they then travel inside the tasks' serialized closure, which
+        Spark neither logs nor shows)."""
+        options = self.storage_options()
+        if self.ship_credentials:
+            return options
+        return {key: value for key, value in options.items() if key not in SECRET_STORAGE_OPTIONS}
 
     def open(self, table: str, version: int | None = None) -> DeltaTable | None:
         """The table at `version` (latest when None), or None when it does not exist yet."""
