@@ -4,16 +4,17 @@ Reads prune by event time so a range of hours costs that range, not the table; w
 exactly the hours of a run in one Delta commit, so a rerun never duplicates rows.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
-from deltalake.query import QueryBuilder
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from beta_assets.metrics import latest_event_micros_per_side, typed_ticks
 from beta_assets.partitions import HOUR_FORMAT, hour_labels
 from beta_assets.settings import (
     CHANGE,
@@ -24,8 +25,18 @@ from beta_assets.settings import (
     SILVER_VERSION,
     SYMBOL,
 )
+from beta_assets.watermarks import HighWaterMarks, newest_event_time
+from resources.delta_files import (
+    DataFile,
+    TableLayout,
+    data_files,
+    needs_delta_aware_read,
+    read_data_file,
+    table_filesystem,
+    table_layout,
+)
 from resources.lake import DeltaLake, FileSelection
-from resources.spark import dataframe_from_arrow, reads_local_files
+from resources.spark import read_parallelism, reads_local_files
 
 
 class SilverSchemaError(ValueError):
@@ -73,44 +84,129 @@ def read_silver(
 ) -> SilverRead:
     """Silver's required columns from the files whose event-time statistics meet [start, end).
 
-    Rows are not filtered by time here: callers type the columns first, then keep the range.
+    This process only plans: it picks the files from the Delta log and Spark's tasks read them
+    (DESIGN.md, "Where the ticks flow"). Rows are not filtered by time here: callers type the
+    columns first, then keep the range.
     """
     schema = silver_schema(snapshot)
     time_is_typed = pa.types.is_timestamp(schema.field(EVENT_TIME).type)
     # Text event times have statistics that do not order like time: every file is read.
-    files = (
-        lake.files_overlapping(snapshot, EVENT_TIME, start, end)
-        if time_is_typed
-        else (lake.files_overlapping(snapshot, None, start, end))
-    )
+    files = lake.files_overlapping(snapshot, EVENT_TIME if time_is_typed else None, start, end)
     if not files.uris:
         frame = spark.createDataFrame([], from_arrow_schema(schema))
-    elif lake.is_local and _plain_parquet(snapshot) and reads_local_files(spark):
-        # Spark reads the files itself: nothing passes through the driver.
+    elif lake.is_local and reads_local_files(spark) and not needs_delta_aware_read(snapshot):
+        # Local mode on plain parquet: Spark's own reader is as fast and needs no Python.
         frame = spark.read.schema(from_arrow_schema(schema)).parquet(*files.uris)
     else:
-        frame = dataframe_from_arrow(spark, _arrow_of_files(snapshot, schema, files))
+        planned = data_files(snapshot, files.predicate)
+        layout = table_layout(snapshot, _spark_compatible(schema))
+        frame = read_in_tasks(spark, layout, planned, _options_for_tasks(spark, lake))
     return SilverRead(frame, snapshot.version(), files)
 
 
-def _plain_parquet(snapshot: DeltaTable) -> bool:
-    features = snapshot.protocol().reader_features or []
-    return not {"deletionVectors", "columnMapping"} & set(features)
+def _options_for_tasks(spark: SparkSession, lake: DeltaLake) -> dict[str, str]:
+    # Local mode's tasks run in this machine's processes, in this environment: they get its
+    # options. Elsewhere the executors' own environment provides credentials, unless shipped.
+    return lake.storage_options() if reads_local_files(spark) else lake.task_storage_options()
 
 
-def _arrow_of_files(snapshot: DeltaTable, schema: pa.Schema, files: FileSelection) -> pa.Table:
-    """The selected files through delta-rs: object stores (no hadoop-aws jars here), local
-    files that Spark cannot see (Spark Connect, a cluster), and tables with deletion vectors
-    or column mapping, which delta-rs resolves."""
-    if _plain_parquet(snapshot):
-        dataset = snapshot.to_pyarrow_dataset(file_pruning_predicate=files.predicate)
-        return dataset.to_table(columns=schema.names).cast(schema)
-    columns = ", ".join(f'"{name}"' for name in schema.names)
-    where = f" WHERE {files.predicate}" if files.predicate else ""
-    query = f"SELECT {columns} FROM silver{where}"
-    return pa.table(QueryBuilder().register("silver", snapshot).execute(query).read_all()).cast(
-        schema
-    )
+def _spark_compatible(schema: pa.Schema) -> pa.Schema:
+    """Arrow types Spark's Arrow bridge takes: plain strings, microsecond timestamps."""
+
+    def compatible(kind: pa.DataType) -> pa.DataType:
+        if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+            return pa.string()
+        if pa.types.is_timestamp(kind):
+            return pa.timestamp("us", tz=kind.tz)
+        return kind
+
+    return pa.schema([pa.field(f.name, compatible(f.type)) for f in schema])
+
+
+# A task reads files adding up to about this much parquet (a few million ticks)...
+TASK_READ_BYTES = 64 * 1024 * 1024
+# ... and a read has at least this many tasks per core of the cluster, when there are files.
+TASKS_PER_CORE = 2
+# Arrow batches a reading task hands to Spark.
+TASK_BATCH_ROWS = 100_000
+
+
+def read_in_tasks(
+    spark: SparkSession,
+    layout: TableLayout,
+    files: list[DataFile],
+    storage_options: dict[str, str],
+) -> DataFrame:
+    """A DataFrame of `files` that Spark's tasks read themselves, a group of files per task.
+
+    What travels to the tasks is the plan: the file descriptors, the table's layout and the
+    storage options (credentials only when the lake ships them). Each task opens its files with
+    pyarrow, local or on an object store, and applies deletion vectors and column mapping; no
+    row passes through this process or Spark's driver.
+    """
+    groups = file_groups(files, TASKS_PER_CORE * read_parallelism(spark))
+
+    def read_groups(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        filesystem = table_filesystem(layout.table_uri, storage_options)
+        for batch in batches:
+            for index in batch.column(0).to_pylist():
+                for file in groups[index]:
+                    rows = read_data_file(layout, file, filesystem)
+                    yield from rows.to_batches(max_chunksize=TASK_BATCH_ROWS)
+
+    # One row, so one task, per group of files.
+    group_ids = spark.range(0, len(groups), 1, numPartitions=max(1, len(groups)))
+    return group_ids.mapInArrow(read_groups, from_arrow_schema(layout.columns))
+
+
+def file_groups(files: list[DataFile], min_groups: int) -> list[list[DataFile]]:
+    """Consecutive files in groups of about TASK_READ_BYTES, at least `min_groups` of them
+    (but never more groups than files)."""
+    total = sum(file.size_bytes for file in files)
+    wanted = min(len(files), max(min_groups, -(-total // TASK_READ_BYTES)))
+    if not wanted:
+        return []
+    share = total / wanted
+    groups: list[list[DataFile]] = [[]]
+    filled = 0
+    for file in sorted(files, key=lambda f: f.uri):
+        # Close the group once it holds its share (a new group also needs files to remain).
+        if groups[-1] and filled >= share * len(groups) and len(groups) < wanted:
+            groups.append([])
+        groups[-1].append(file)
+        filled += file.size_bytes
+    return groups
+
+
+# The first read for the high-water marks covers this much before silver's newest statistics.
+_FIRST_LOOKBACK = timedelta(hours=6)
+_START_OF_TIME = datetime.min.replace(tzinfo=timezone.utc)
+_END_OF_TIME = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def silver_high_water_marks(
+    spark: SparkSession, lake: DeltaLake, snapshot: DeltaTable, market_symbol: str
+) -> HighWaterMarks:
+    """Latest event time of the market and of the other symbols, computed in Spark's tasks.
+
+    Reads the newest files first; the lookback grows until each side's latest tick lies inside
+    it (older files cannot hold a later one) or the whole table was read.
+    """
+    newest = newest_event_time(snapshot)
+    lookback = _FIRST_LOOKBACK
+    while True:
+        start = newest - lookback if newest is not None else _START_OF_TIME
+        read = read_silver(spark, lake, snapshot, start, _END_OF_TIME)
+        latest = {
+            row["is_market"]: datetime.fromtimestamp(row["latest_micros"] / 1e6, timezone.utc)
+            for row in latest_event_micros_per_side(
+                typed_ticks(read.frame), market_symbol
+            ).collect()
+        }
+        whole_table = newest is None or len(read.files.uris) == read.files.total_files
+        if whole_table or all(side in latest and latest[side] >= start for side in (True, False)):
+            return HighWaterMarks(market=latest.get(True), tickers=latest.get(False))
+        lookback *= 4
 
 
 def read_hours_arrow(

@@ -106,6 +106,22 @@ def reads_local_files(spark: SparkSession) -> bool:
     return isinstance(spark, SparkSession) and spark.sparkContext.master.startswith("local")
 
 
+def read_parallelism(spark: SparkSession) -> int:
+    """The cores a read can spread over: Spark's default parallelism in a classic session.
+
+    A Spark Connect client cannot ask the server's SparkContext; the server's shuffle
+    partitions, which a deployment sizes to its cluster, stand in for it there.
+    """
+    context = _spark_context(spark)
+    if context is None:
+        return _shuffle_partitions(spark)
+    return max(1, context.defaultParallelism)
+
+
+def _shuffle_partitions(spark: SparkSession) -> int:
+    return max(1, int(spark.conf.get("spark.sql.shuffle.partitions") or 1))
+
+
 def dataframe_from_arrow(spark: SparkSession, table: pa.Table) -> DataFrame:
     """`createDataFrame` of an Arrow table in a few large slices.
 
