@@ -155,6 +155,17 @@ def silver_quality_counts(
     ).count()
 
 
+def latest_event_micros_per_side(typed: DataFrame, market_symbol: str) -> DataFrame:
+    """(is_market, latest event time in epoch microseconds) of the ticks that move a watermark:
+    those with a symbol and a usable event time, whatever their price (as in the notebook's
+    stream). Microseconds, not timestamps: collected, they do not depend on the local zone."""
+    symbol, event_time = F.col(SYMBOL), F.col(EVENT_TIME)
+    moving = typed.filter(symbol.isNotNull() & (symbol != "") & event_time.isNotNull())
+    return moving.groupBy((symbol == market_symbol).alias("is_market")).agg(
+        F.max(F.unix_micros(event_time)).alias("latest_micros")
+    )
+
+
 def duplicate_tick_count(ticks: DataFrame) -> int:
     """Ticks beyond the first of each identical (symbol, time, price, change).
 

@@ -10,7 +10,7 @@ its price: in the notebook's stream such a tick flows through the watermark too.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -105,29 +105,42 @@ def late_tick_count(ticks: pa.Table, market_symbol: str, before: HighWaterMarks)
 
 
 def snapshot_high_water_marks(snapshot: DeltaTable, market_symbol: str) -> HighWaterMarks:
-    """High-water marks of a silver snapshot, reading only its newest files.
+    """High-water marks of a silver snapshot, reading only its newest ticks.
 
-    The lookback grows until both sides have a latest tick or the whole table was read.
+    Read with delta-rs' own engine (`scan`), which honours deletion vectors and column mapping.
+    The lookback grows until both sides have a tick inside it or it covers the whole table.
     """
-    newest = _newest_event_time(snapshot)
+    oldest, newest = event_time_bounds(snapshot)
     lookback = _FIRST_LOOKBACK
     while True:
-        predicate = (
-            f"{EVENT_TIME} >= '{(newest - lookback).isoformat()}'" if newest is not None else None
-        )
-        dataset = snapshot.to_pyarrow_dataset(file_pruning_predicate=predicate)
-        marks = high_water_marks(dataset.to_table(columns=[SYMBOL, EVENT_TIME]), market_symbol)
-        whole_table = predicate is None or len(dataset.files) == len(snapshot.file_uris())
+        start = newest - lookback if newest is not None else None
+        predicate = f"{EVENT_TIME} >= '{start.isoformat()}'" if start is not None else None
+        ticks = snapshot.scan(columns=[SYMBOL, EVENT_TIME], predicate=predicate).read_all()
+        marks = high_water_marks(pa.table(ticks), market_symbol)
+        whole_table = start is None or oldest is None or start <= oldest
         if (marks.market and marks.tickers) or whole_table:
             return marks
         lookback *= 4
 
 
-def _newest_event_time(snapshot: DeltaTable) -> datetime | None:
+def newest_event_time(snapshot: DeltaTable) -> datetime | None:
+    return event_time_bounds(snapshot)[1]
+
+
+def event_time_bounds(snapshot: DeltaTable) -> tuple[datetime | None, datetime | None]:
+    """(oldest, newest) event time by the snapshot's file statistics, in UTC; None where the
+    statistics do not say (no files, no statistics, or text event times)."""
     actions = pa.table(snapshot.get_add_actions(flatten=True))
-    column = f"max.{EVENT_TIME}"
-    if actions.num_rows == 0 or column not in actions.column_names:
-        return None
-    if not pa.types.is_timestamp(actions.column(column).type):
-        return None  # text event times: statistics do not order like time
-    return pc.max(actions.column(column)).as_py()
+    low, high = f"min.{EVENT_TIME}", f"max.{EVENT_TIME}"
+    if actions.num_rows == 0 or high not in actions.column_names:
+        return None, None
+    if not pa.types.is_timestamp(actions.column(high).type):
+        return None, None  # text event times: statistics do not order like time
+    return _utc(pc.min(actions.column(low)).as_py()), _utc(pc.max(actions.column(high)).as_py())
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # timestamp_ntz statistics carry no zone: silver's contract is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)

@@ -33,8 +33,7 @@ from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import window_metrics
 from beta_assets.partitions import WINDOW_REACH, window_span_mapping
 from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SYMBOL
-from beta_assets.storage import read_hours_arrow, write_hours
-from beta_assets.watermarks import snapshot_high_water_marks
+from beta_assets.storage import read_hours_arrow, silver_high_water_marks, write_hours
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_progress
 
@@ -74,7 +73,7 @@ def gold_beta_metrics(
         f"buckets of {JOINED_RETURNS_TABLE}"
     )
     buckets = dataframe_from_arrow(session, bucket_rows)
-    marks = snapshot_high_water_marks(snapshot, settings.market_symbol)
+    marks = silver_high_water_marks(session, lake, snapshot, settings.market_symbol)
     cutoff = marks.final_before()
     with stage_progress(session, spark_job_label(context), context.log.info):
         rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()
