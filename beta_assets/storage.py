@@ -4,6 +4,7 @@ Reads prune by event time so a range of hours costs that range, not the table; w
 exactly the hours of a run in one Delta commit, so a rerun never duplicates rows.
 """
 
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -94,14 +95,22 @@ def read_silver(
     files = lake.files_overlapping(snapshot, EVENT_TIME if time_is_typed else None, start, end)
     if not files.uris:
         frame = spark.createDataFrame([], from_arrow_schema(schema))
-    elif lake.is_local and reads_local_files(spark) and not needs_delta_aware_read(snapshot):
+    elif lake.is_local and reads_local_files(spark) and _plain_files(snapshot, schema):
         # Local mode on plain parquet: Spark's own reader is as fast and needs no Python.
-        frame = spark.read.schema(from_arrow_schema(schema)).parquet(*files.uris)
+        paths = [urllib.parse.unquote(uri) for uri in files.uris]  # file_uris keeps escapes
+        frame = spark.read.schema(from_arrow_schema(schema)).parquet(*paths)
     else:
         planned = data_files(snapshot, files.predicate)
         layout = table_layout(snapshot, _spark_compatible(schema))
         frame = read_in_tasks(spark, layout, planned, _options_for_tasks(spark, lake))
     return SilverRead(frame, snapshot.version(), files)
+
+
+def _plain_files(snapshot: DeltaTable, schema: pa.Schema) -> bool:
+    """Whether the files alone hold silver's rows: no deletion vectors or column mapping, and
+    none of the wanted columns only in the log (partition values)."""
+    partitioned = set(snapshot.metadata().partition_columns) & set(schema.names)
+    return not partitioned and not needs_delta_aware_read(snapshot)
 
 
 def _options_for_tasks(spark: SparkSession, lake: DeltaLake) -> dict[str, str]:
