@@ -1,23 +1,39 @@
-"""Servers the scaling-out tests start on localhost: Spark Connect and an S3-compatible store."""
+"""Servers the scaling-out tests start on localhost: a Spark standalone cluster, Spark Connect
+and an S3-compatible store.
 
+Every server runs in the foreground in a process group of its own, on free localhost ports,
+and is stopped with everything it started (a worker's executors, their Python workers) when
+its context exits, also when a test fails. A server that does not come up raises with the
+tail of its log.
+"""
+
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import pyspark
 
 from resources.spark import connect_server_command
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SPARK_HOME = Path(pyspark.__file__).parent  # the pyspark package is a Spark home
+SERVER_START_TIMEOUT = 180  # seconds; a JVM start on two busy cores
+SERVER_STOP_TIMEOUT = 30
 
 # The server logs this line once its gRPC service listens; the port is the one it really bound
 # (Spark moves to the next port when the requested one is taken).
 _CONNECT_STARTED = re.compile(r"Spark Connect server started at: \S+:(\d+)")
-SERVER_START_TIMEOUT = 180  # seconds; a JVM start on two busy cores
+_MASTER_STARTED = re.compile(r"Starting Spark master at (spark://\S+)")
+_WORKER_REGISTERED = re.compile(r"Successfully registered with master (spark://\S+)")
 
 
 def free_port() -> int:
@@ -26,48 +42,154 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def spark_connect_server(log_dir: Path, cores: int = 2, memory: str = "1g") -> Iterator[str]:
-    """A Spark Connect server in local mode on a free localhost port; yields its sc:// URL.
+def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a Spark server and its executors see: this process's environment without any
+    object-store credentials, then `extra`.
 
-    Started with spark-submit in the foreground rather than sbin/start-connect-server.sh: that
-    script daemonizes and keeps a pid file per user in /tmp, which other test runs on the same
-    machine would share. Its Python workers run this interpreter, which has tickbeta installed.
+    A test decides what credentials the executors have, as their own environment does on a real
+    cluster. Python workers run this interpreter and import this checkout first.
     """
-    log_path = log_dir / "spark-connect.log"
-    command, env = connect_server_command(free_port(), master=f"local[{cores}]", memory=memory)
-    command += ["--conf", "spark.ui.enabled=false"]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    inherited = [path for path in env.get("PYTHONPATH", "").split(os.pathsep) if path]
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        PYSPARK_PYTHON=sys.executable,
+        PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), *inherited]),
+        SPARK_LOCAL_IP="127.0.0.1",  # drivers and executors bind and advertise localhost
+    )
+    env.update(extra or {})
+    return env
+
+
+@contextmanager
+def foreground_server(
+    command: list[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
+    """`command` with its output in `log_path`, stopped with its whole process group at exit."""
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        port = _wait_for_connect_port(server, log_path)
-        yield f"sc://127.0.0.1:{port}"
+        yield server
     finally:
         _stop(server)
 
 
-def _wait_for_connect_port(server: subprocess.Popen, log_path: Path) -> int:
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM to the group (spark-class and spark-submit exec the JVM, whose shutdown hooks
+    stop a worker's executors), then SIGKILL to whatever of the group is left."""
+    _signal_group(server.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=SERVER_STOP_TIMEOUT)
+    _signal_group(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+def _signal_group(group: int, signal_number: int) -> None:
+    with suppress(ProcessLookupError):  # the group is gone
+        os.killpg(group, signal_number)
+
+
+def wait_for_log_line(
+    server: subprocess.Popen, log_path: Path, line: re.Pattern, what: str
+) -> re.Match:
+    """The first match of `line` in the server's log; raises with the log's tail when the
+    server exits or the line does not come within SERVER_START_TIMEOUT."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
-        started = _CONNECT_STARTED.search(log_path.read_text(errors="replace"))
-        if started:
-            return int(started.group(1))
+        found = line.search(log_path.read_text(errors="replace"))
+        if found:
+            return found
         if server.poll() is not None:
             break
         time.sleep(0.5)
     tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"Spark Connect server did not start (exit {server.poll()}):\n{tail}")
+    state = f"exit {server.poll()}" if server.poll() is not None else "still running"
+    raise RuntimeError(f"{what} did not start ({state}); tail of {log_path}:\n{tail}")
 
 
-def _stop(server: subprocess.Popen) -> None:
-    # spark-submit execs the JVM, so for Spark this is the server itself; its Python workers
-    # exit with it.
-    server.terminate()
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+def _spark_class(*arguments: str) -> list[str]:
+    return [str(SPARK_HOME / "bin" / "spark-class"), *arguments]
+
+
+@contextmanager
+def spark_standalone_cluster(
+    log_dir: Path,
+    workers: int = 1,
+    cores: int = 2,
+    memory: str = "2g",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """A Spark standalone master and `workers` workers on localhost; yields the spark:// URL
+    once every worker has registered.
+
+    With the pyspark package's `bin/spark-class` in the foreground (the package has no
+    start-master.sh). Each worker offers `cores` and `memory` to applications; `env` is added
+    to the workers' environment (see `server_environment`), which their executors inherit:
+    that is where executors find object-store credentials. Logs: `master.log`,
+    `worker-N.log`, and each executor's stdout and stderr under `worker-N/work/`.
+    """
+    with ExitStack() as servers:
+        master_log = log_dir / "master.log"
+        master = servers.enter_context(
+            foreground_server(
+                _spark_class(
+                    "org.apache.spark.deploy.master.Master",
+                    *("--host", "127.0.0.1", "--port", str(free_port())),
+                    *("--webui-port", str(free_port())),
+                ),
+                master_log,
+                server_environment(),
+            )
+        )
+        url = wait_for_log_line(master, master_log, _MASTER_STARTED, "Spark master").group(1)
+        started = []
+        for index in range(workers):
+            work_dir = log_dir / f"worker-{index}" / "work"
+            work_dir.mkdir(parents=True)
+            worker_log = log_dir / f"worker-{index}.log"
+            command = _spark_class(
+                "org.apache.spark.deploy.worker.Worker",
+                *("--host", "127.0.0.1", "--cores", str(cores), "--memory", memory),
+                *("--webui-port", str(free_port()), "--work-dir", str(work_dir)),
+                url,
+            )
+            worker = foreground_server(command, worker_log, server_environment(env))
+            started.append((servers.enter_context(worker), worker_log))
+        for index, (worker, worker_log) in enumerate(started):
+            wait_for_log_line(worker, worker_log, _WORKER_REGISTERED, f"Spark worker {index}")
+        # Workers stop first (the stack unwinds in reverse), taking their executors with them.
+        yield url
+
+
+@contextmanager
+def spark_connect_server(
+    log_dir: Path,
+    cores: int = 2,
+    memory: str = "1g",
+    master: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """A Spark Connect server on a free localhost port; yields its sc:// URL.
+
+    Its executors run in its own JVM (`local[cores]`), or on a cluster when `master` is a
+    spark:// URL: there the server takes at most `cores` of the cluster's cores, so other
+    applications can share it. `env` is added to the server's environment (see
+    `server_environment`). Started with spark-submit in the foreground rather than
+    sbin/start-connect-server.sh: that script daemonizes and keeps a pid file per user in /tmp,
+    which other test runs on the same machine would share.
+    """
+    log_path = log_dir / "spark-connect.log"
+    command, _ = connect_server_command(
+        free_port(), master=master or f"local[{cores}]", memory=memory
+    )
+    command += ["--conf", "spark.ui.enabled=false"]
+    if master is not None:
+        command += ["--conf", f"spark.cores.max={cores}"]
+    with foreground_server(command, log_path, server_environment(env)) as server:
+        port = wait_for_log_line(server, log_path, _CONNECT_STARTED, "Spark Connect server")
+        yield f"sc://127.0.0.1:{port.group(1)}"
 
 
 # Any values do for moto; the tests check that these never leak into events or the Delta log.
@@ -102,15 +224,11 @@ def moto_s3_server(bucket: str, log_dir: Path) -> Iterator[S3Server]:
     port = free_port()
     command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     log_path = log_dir / "moto.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with foreground_server(command, log_path) as server:
         _wait_for_port(server, port, log_path)
         endpoint = f"http://127.0.0.1:{port}"
         s3_client(endpoint).create_bucket(Bucket=bucket)
         yield S3Server(endpoint, bucket, log_path)
-    finally:
-        _stop(server)
 
 
 def _wait_for_port(server: subprocess.Popen, port: int, log_path: Path) -> None:
