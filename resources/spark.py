@@ -14,12 +14,30 @@ from pydantic import Field
 from pyspark import SparkContext
 from pyspark.sql import DataFrame, SparkSession
 
+DRIVER_MEMORY = "spark.driver.memory"
+EXECUTOR_MEMORY = "spark.executor.memory"
+
 LOCAL_DEFAULTS = {
     # Local mode runs the executors inside the driver JVM: give it room for a day of ticks.
-    "spark.driver.memory": "4g",
+    DRIVER_MEMORY: "4g",
     # A few partitions per core; adaptive execution coalesces what is left over.
     "spark.sql.shuffle.partitions": "8",
 }
+
+CLUSTER_DEFAULTS = {
+    # On a cluster (spark://, yarn, k8s://) the driver only plans and collects small results:
+    # the market series (a few 10k rows a day), bucket and window rows. Spark's 1g is tight
+    # for that plus the broadcast market series; the executors read silver and compute.
+    DRIVER_MEMORY: "2g",
+    # Fits one executor on a worker of a small machine (a worker offers its RAM less 1 GB).
+    EXECUTOR_MEMORY: "4g",
+}
+
+# A driver JVM out of memory dies at once instead of thrashing in GC while the run waits on it
+# (executors already exit on an OutOfMemoryError). Spark's *default* Java options, so that a
+# user's own spark.driver.extraJavaOptions (spark_config, spark-defaults.conf) are kept.
+DRIVER_DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
+EXIT_ON_OUT_OF_MEMORY = "-XX:+ExitOnOutOfMemoryError"
 
 SESSION_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
@@ -53,6 +71,17 @@ class SparkSessionResource(PySparkResource):
         description="Spark Connect URL (sc://host:15002). Used instead of `master` when set.",
     )
     ui_enabled: bool = Field(default=True, description="Start the Spark web UI (port 4040).")
+    driver_memory: str | None = Field(
+        default=None,
+        description=f"spark.driver.memory (default {LOCAL_DEFAULTS[DRIVER_MEMORY]} in local "
+        f"mode, {CLUSTER_DEFAULTS[DRIVER_MEMORY]} on a cluster). Not for Spark Connect: the "
+        "server's memory is set where it starts.",
+    )
+    executor_memory: str | None = Field(
+        default=None,
+        description="spark.executor.memory on a cluster (default "
+        f"{CLUSTER_DEFAULTS[EXECUTOR_MEMORY]}); local mode has no separate executors.",
+    )
     spark_config: dict[str, Any] = Field(
         default_factory=dict, description="Extra Spark settings, applied last."
     )
@@ -81,19 +110,43 @@ class SparkSessionResource(PySparkResource):
         return session
 
     def _settings(self) -> dict[str, str]:
-        local = LOCAL_DEFAULTS if self.master.startswith("local") else {}
+        defaults = LOCAL_DEFAULTS if self.master.startswith("local") else CLUSTER_DEFAULTS
+        memory = {
+            key: value
+            for key, value in {
+                DRIVER_MEMORY: self.driver_memory,
+                EXECUTOR_MEMORY: self.executor_memory,
+            }.items()
+            if value
+        }
         ui = {
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             # Progress bars garble Dagster's captured logs.
             "spark.ui.showConsoleProgress": "false",
         }
+        user = {k: str(v) for k, v in self.spark_config.items()}
+        java_options = {
+            DRIVER_DEFAULT_JAVA_OPTIONS: with_exit_on_out_of_memory(
+                user.get(DRIVER_DEFAULT_JAVA_OPTIONS, "")
+            )
+        }
         return {
-            **local,
+            **defaults,
             **SESSION_DEFAULTS,
             **CLASSIC_ARROW_DEFAULTS,
             **ui,
-            **{k: str(v) for k, v in self.spark_config.items()},
+            **memory,
+            **user,
+            **java_options,
         }
+
+
+def with_exit_on_out_of_memory(java_options: str) -> str:
+    """`java_options` with the JVM told to exit on its first OutOfMemoryError, unless they
+    already say what to do then."""
+    if "OnOutOfMemoryError" in java_options:  # Exit..., Crash..., or -XX:OnOutOfMemoryError=cmd
+        return java_options
+    return f"{EXIT_ON_OUT_OF_MEMORY} {java_options}".strip()
 
 
 def reads_local_files(spark: SparkSession) -> bool:
@@ -202,12 +255,17 @@ CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 
 def connect_server_command(
-    port: int, master: str = "local[*]", memory: str = "4g", host: str = "127.0.0.1"
+    port: int,
+    master: str = "local[*]",
+    memory: str = LOCAL_DEFAULTS[DRIVER_MEMORY],
+    host: str = "127.0.0.1",
 ) -> tuple[list[str], dict[str, str]]:
     """The spark-submit command (and environment) of a Spark Connect server from this pyspark.
 
     In the foreground, unlike sbin/start-connect-server.sh, which daemonizes with a pid file
     per user in /tmp. Its Python workers run this interpreter, which has tickbeta installed.
+    The server's JVM exits on its first OutOfMemoryError instead of thrashing. On a cluster
+    master its executors get the cluster default memory.
     """
     import pyspark
 
@@ -228,6 +286,10 @@ def connect_server_command(
         f"spark.connect.grpc.binding.address={host}",
         "--conf",
         f"spark.sql.shuffle.partitions={LOCAL_DEFAULTS['spark.sql.shuffle.partitions']}",
+        "--conf",
+        f"{DRIVER_DEFAULT_JAVA_OPTIONS}={EXIT_ON_OUT_OF_MEMORY}",
     ]
+    if not master.startswith("local"):
+        command += ["--conf", f"{EXECUTOR_MEMORY}={CLUSTER_DEFAULTS[EXECUTOR_MEMORY]}"]
     env = {**os.environ, "SPARK_HOME": spark_home, "PYSPARK_PYTHON": sys.executable}
     return command, env
