@@ -7,6 +7,7 @@ from resources.spark import (
     LOCAL_DEFAULTS,
     SparkSessionResource,
     connect_server_command,
+    redacted_url,
 )
 
 DRIVER, EXECUTOR = "spark.driver.memory", "spark.executor.memory"
@@ -82,3 +83,11 @@ def test_the_connect_server_command_exits_on_out_of_memory():
     assert not any(arg.startswith(EXECUTOR) for arg in command)
     cluster, _ = connect_server_command(15002, master="spark://h:7077")
     assert f"{EXECUTOR}={CLUSTER_DEFAULTS[EXECUTOR]}" in cluster
+
+
+def test_a_connect_url_in_an_error_shows_no_token():
+    assert redacted_url("sc://h:15002") == "sc://h:15002"
+    assert (
+        redacted_url("sc://h:15002/;token=s3cret;user_id=me")
+        == "sc://h:15002/;token=...;user_id=..."
+    )
