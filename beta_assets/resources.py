@@ -1,8 +1,9 @@
 """The resources of the code location, configured from the environment (the public contract).
 
-TICKBETA_LAKE, TICKBETA_SPARK_MASTER, TICKBETA_SPARK_REMOTE and TICKBETA_SPARK_UI are read when
-the code location loads; object-store secrets are `EnvVar`s, resolved only when a run starts,
-so their values never appear in config, the UI or logs.
+TICKBETA_LAKE, TICKBETA_SPARK_MASTER, TICKBETA_SPARK_REMOTE, TICKBETA_SPARK_UI and the memory sizes
+TICKBETA_SPARK_DRIVER_MEMORY and TICKBETA_SPARK_EXECUTOR_MEMORY are read when the code location
+loads; object-store secrets are `EnvVar`s, resolved only when a run starts, so their values never
+appear in config, the UI or logs.
 """
 
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ from beta_assets.settings import (
     DEFAULT_SPARK_MASTER,
     LAKE_ENV,
     SHIP_CREDENTIALS_ENV,
+    SPARK_DRIVER_MEMORY_ENV,
+    SPARK_EXECUTOR_MEMORY_ENV,
     SPARK_MASTER_ENV,
     SPARK_REMOTE_ENV,
     SPARK_UI_ENV,
@@ -57,4 +60,6 @@ def spark_from_environment(env: Mapping[str, str]) -> SparkSessionResource:
         master=env.get(SPARK_MASTER_ENV) or DEFAULT_SPARK_MASTER,
         remote=env.get(SPARK_REMOTE_ENV) or None,
         ui_enabled=env.get(SPARK_UI_ENV, "true").lower() not in ("0", "false"),
+        driver_memory=env.get(SPARK_DRIVER_MEMORY_ENV) or None,
+        executor_memory=env.get(SPARK_EXECUTOR_MEMORY_ENV) or None,
     )

@@ -72,6 +72,10 @@ SPARK_REMOTE_ENV = "TICKBETA_SPARK_REMOTE"
 SPARK_UI_ENV = "TICKBETA_SPARK_UI"
 # true: Spark's tasks get the run's object-store credentials; else their own environment's.
 SHIP_CREDENTIALS_ENV = "TICKBETA_SHIP_CREDENTIALS"
+# Memory of a classic session's driver and of a cluster's executors, in Spark's sizes (2g, 512m).
+# Unset: LOCAL_DEFAULTS / CLUSTER_DEFAULTS in resources/spark.py. A Connect server sets its own.
+SPARK_DRIVER_MEMORY_ENV = "TICKBETA_SPARK_DRIVER_MEMORY"
+SPARK_EXECUTOR_MEMORY_ENV = "TICKBETA_SPARK_EXECUTOR_MEMORY"
 SENSOR_INTERVAL_ENV = "TICKBETA_SENSOR_INTERVAL"
 SENSOR_MAX_PARTITIONS_ENV = "TICKBETA_SENSOR_MAX_PARTITIONS"
 SENSOR_STATUS_ENV = "TICKBETA_SENSOR_STATUS"  # running | stopped: the sensor's default status

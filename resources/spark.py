@@ -1,25 +1,56 @@
 """The Spark session: local mode by default, a cluster or a Spark Connect server on demand."""
 
+import atexit
 import os
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
+import grpc
 import pyarrow as pa
 from dagster import InitResourceContext
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 from pyspark import SparkContext
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.connect.client.retries import DefaultPolicy, RetryPolicyState
+
+DRIVER_MEMORY = "spark.driver.memory"
+EXECUTOR_MEMORY = "spark.executor.memory"
 
 LOCAL_DEFAULTS = {
     # Local mode runs the executors inside the driver JVM: give it room for a day of ticks.
-    "spark.driver.memory": "4g",
+    DRIVER_MEMORY: "4g",
     # A few partitions per core; adaptive execution coalesces what is left over.
     "spark.sql.shuffle.partitions": "8",
 }
+
+CLUSTER_DEFAULTS = {
+    # On a cluster (spark://, yarn, k8s://) the driver only plans and collects small results:
+    # the market series (a few 10k rows a day), bucket and window rows. Spark's 1g is tight
+    # for that plus the broadcast market series; the executors read silver and compute.
+    DRIVER_MEMORY: "2g",
+    # Fits one executor on a worker of a small machine (a worker offers its RAM less 1 GB).
+    EXECUTOR_MEMORY: "4g",
+}
+
+# A driver JVM out of memory dies at once instead of thrashing in GC while the run waits on it
+# (executors already exit on an OutOfMemoryError). Spark's *default* Java options, so that a
+# user's own spark.driver.extraJavaOptions (spark_config, spark-defaults.conf) are kept.
+DRIVER_DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
+EXIT_ON_OUT_OF_MEMORY = "-XX:+ExitOnOutOfMemoryError"
+
+# The Connect client retries an unavailable server for about 10 minutes by default (15
+# retries, backoff x4 up to 60 s), and a run waits that long, even at exit. A run retries a
+# transient step failure twice, 10 s apart (beta_assets/assets/retries.py), so a server that
+# died fails the run after about 3 x 8 + 2 x 10 = 44 s; one that restarts within that is
+# picked up again.
+CONNECT_RETRY_SECONDS = 8.0
 
 SESSION_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
@@ -53,47 +84,274 @@ class SparkSessionResource(PySparkResource):
         description="Spark Connect URL (sc://host:15002). Used instead of `master` when set.",
     )
     ui_enabled: bool = Field(default=True, description="Start the Spark web UI (port 4040).")
+    driver_memory: str | None = Field(
+        default=None,
+        description=f"spark.driver.memory (default {LOCAL_DEFAULTS[DRIVER_MEMORY]} in local "
+        f"mode, {CLUSTER_DEFAULTS[DRIVER_MEMORY]} on a cluster). Not for Spark Connect: the "
+        "server's memory is set where it starts.",
+    )
+    executor_memory: str | None = Field(
+        default=None,
+        description="spark.executor.memory on a cluster (default "
+        f"{CLUSTER_DEFAULTS[EXECUTOR_MEMORY]}); local mode has no separate executors.",
+    )
     spark_config: dict[str, Any] = Field(
         default_factory=dict, description="Extra Spark settings, applied last."
+    )
+    connect_retry_seconds: float = Field(
+        default=CONNECT_RETRY_SECONDS,
+        description="How long the Spark Connect client retries an unavailable server before "
+        "the call fails (Spark's own default is about 10 minutes).",
     )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._spark_session = self.create_session()
 
     def create_session(self) -> SparkSession:
+        """The session, or a `SparkUnreachableError` naming the URL within a minute."""
         # Python workers must run the interpreter that has this project installed.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if self.remote:
             return self._connect_session()
+        is_cluster = not self.master.startswith("local")
+        if is_cluster and SparkContext._active_spark_context is None:  # else getOrCreate reuses it
+            check_master_reachable(self.master)
         builder = SparkSession.builder.master(self.master).appName("tickbeta")
         for key, value in self._settings().items():
             builder = builder.config(key, value)
-        return builder.getOrCreate()
+        try:
+            session = builder.getOrCreate()
+        except Exception as error:
+            if not is_cluster:
+                raise
+            # Spark's own error ("Cannot call methods on a stopped SparkContext") does not say
+            # which cluster refused the application.
+            raise SparkUnreachableError(f"Spark master {self.master}: {error}") from error
+        if is_cluster:
+            watch_executors(session.sparkContext, self.master)
+        return session
 
     def _connect_session(self) -> SparkSession:
         """A Spark Connect session: the JVM, its executors and their Python workers are the
         server's; this process only sends plans. Only runtime (SQL) settings can be changed
         from here: Spark rejects others (spark.driver.memory, ...) with CANNOT_MODIFY_CONFIG,
-        they belong to the command that starts the server."""
-        session = SparkSession.builder.remote(self.remote).getOrCreate()
+        they belong to the command that starts the server.
+
+        Creating the client sends nothing; the first call probes the server, under the same
+        bounded retries as every later call."""
+        url = self.remote
+        session = SparkSession.builder.remote(url).getOrCreate()
+        session.client.set_retry_policies([BoundedConnectRetries(url, self.connect_retry_seconds)])
+        try:
+            session.version  # noqa: B018 - the probe: one round trip to the server
+        except Exception as error:
+            _discard(session)
+            if isinstance(error, SparkUnreachableError):
+                raise
+            raise SparkUnreachableError(
+                f"Spark Connect server {redacted_url(url)} refused a session: {error}"
+            ) from error
         for key, value in {**SESSION_DEFAULTS, **self.spark_config}.items():
             session.conf.set(key, str(value))
         return session
 
     def _settings(self) -> dict[str, str]:
-        local = LOCAL_DEFAULTS if self.master.startswith("local") else {}
+        defaults = LOCAL_DEFAULTS if self.master.startswith("local") else CLUSTER_DEFAULTS
+        memory = {
+            key: value
+            for key, value in {
+                DRIVER_MEMORY: self.driver_memory,
+                EXECUTOR_MEMORY: self.executor_memory,
+            }.items()
+            if value
+        }
         ui = {
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             # Progress bars garble Dagster's captured logs.
             "spark.ui.showConsoleProgress": "false",
         }
+        user = {k: str(v) for k, v in self.spark_config.items()}
+        java_options = {
+            DRIVER_DEFAULT_JAVA_OPTIONS: with_exit_on_out_of_memory(
+                user.get(DRIVER_DEFAULT_JAVA_OPTIONS, "")
+            )
+        }
         return {
-            **local,
+            **defaults,
             **SESSION_DEFAULTS,
             **CLASSIC_ARROW_DEFAULTS,
             **ui,
-            **{k: str(v) for k, v in self.spark_config.items()},
+            **memory,
+            **user,
+            **java_options,
         }
+
+
+def with_exit_on_out_of_memory(java_options: str) -> str:
+    """`java_options` with the JVM told to exit on its first OutOfMemoryError, unless they
+    already say what to do then."""
+    if "OnOutOfMemoryError" in java_options:  # Exit..., Crash..., or -XX:OnOutOfMemoryError=cmd
+        return java_options
+    return f"{EXIT_ON_OUT_OF_MEMORY} {java_options}".strip()
+
+
+class SparkUnreachableError(ConnectionError):
+    """Spark (a Connect server, a cluster master, its executors) cannot be reached or stopped
+    answering: raised within a minute with the URL and Spark's own error, instead of a hang."""
+
+
+# --- Spark Connect: bounded retries
+
+
+class BoundedConnectRetries(DefaultPolicy):
+    """Spark's default retry rules (UNAVAILABLE, server-sent retry delays) with a time budget per
+    call: past it, the call fails with a `SparkUnreachableError` that names the server. A server
+    asking for a longer delay than the budget has left is given up on at once."""
+
+    def __init__(self, url: str, budget_seconds: float):
+        super().__init__(
+            max_retries=None,
+            initial_backoff=250,
+            backoff_multiplier=2.0,
+            max_backoff=2000,
+            jitter=250,
+            min_jitter_threshold=1000,
+        )
+        self.url = url
+        self.budget_seconds = budget_seconds
+        # At exit nothing is retried: the client's exit hook still calls the server.
+        atexit.register(self._stop_retrying)
+
+    def _stop_retrying(self) -> None:
+        self.budget_seconds = 0.0
+
+    def to_state(self) -> RetryPolicyState:
+        return _BudgetedRetries(self)
+
+
+class _BudgetedRetries(RetryPolicyState):
+    def __init__(self, policy: BoundedConnectRetries):
+        super().__init__(policy)
+        self._first_failure: float | None = None
+        self._failures = 0
+
+    def next_attempt(self, exception: BaseException | None = None) -> int | None:
+        policy: BoundedConnectRetries = self.policy  # type: ignore[assignment]
+        now = time.monotonic()
+        if self._first_failure is None:
+            self._first_failure = now
+        self._failures += 1
+        wait_ms = super().next_attempt(exception)
+        waited = now - self._first_failure
+        if wait_ms is not None and waited + wait_ms / 1000 <= policy.budget_seconds:
+            return wait_ms
+        raise SparkUnreachableError(
+            f"Spark Connect server {redacted_url(policy.url)} unavailable: gave up after "
+            f"{self._failures} attempts in {waited:.1f} s: {_grpc_summary(exception)}"
+        ) from exception
+
+
+def _grpc_summary(error: BaseException | None) -> str:
+    if isinstance(error, grpc.Call):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"
+
+
+def redacted_url(url: str) -> str:
+    """A Spark Connect URL fit for a log: parameters (`;token=...`) show only their names."""
+    address, *parameters = url.split(";")
+    names = [parameter.split("=", 1)[0] for parameter in parameters if parameter]
+    return ";".join([address, *(f"{name}=..." for name in names)])
+
+
+def _discard(session: SparkSession) -> None:
+    """Close a Connect session whose server does not answer, without asking it to release."""
+    session.release_session_on_close = False
+    session.stop()
+
+
+# --- a cluster: master and executors
+
+# Spark retries registering with a master that does not answer 3 times, 20 s apart (fixed),
+# then stops the context with "Cannot call methods on a stopped SparkContext": 74 s measured.
+MASTER_CONNECT_SECONDS = 10.0
+
+
+def check_master_reachable(master: str) -> None:
+    """Raise a `SparkUnreachableError` unless a standalone master (spark://h1:p1,h2:p2) accepts
+    a TCP connection. Other cluster managers (yarn, k8s://) are not checked."""
+    if not master.startswith("spark://"):
+        return
+    failures = []
+    for address in master.removeprefix("spark://").split(","):
+        parts = urlsplit(f"spark://{address}")
+        try:
+            socket.create_connection(
+                (parts.hostname, parts.port or 7077), timeout=MASTER_CONNECT_SECONDS
+            ).close()
+            return
+        except (OSError, ValueError) as error:
+            failures.append(f"{address}: {error}")
+    raise SparkUnreachableError(f"Spark master {master} is not reachable ({'; '.join(failures)})")
+
+
+# A job waits for executors forever when a cluster has none for it (workers lost and not coming
+# back, or none with the cores and memory it asks for): after this long, its jobs are cancelled.
+EXECUTOR_WAIT_SECONDS = 45.0
+_WATCH_INTERVAL_SECONDS = 1.0
+_watched_applications: set[str] = set()
+
+
+def watch_executors(
+    context: SparkContext, master: str, wait_seconds: float = EXECUTOR_WAIT_SECONDS
+) -> None:
+    """Cancel the active jobs of `context` once they have waited `wait_seconds` with no executor,
+    with a reason that names the master: the step fails with Spark's error instead of hanging.
+    One daemon thread per application; it ends with the context."""
+    application = context.applicationId
+    if application in _watched_applications:
+        return
+    _watched_applications.add(application)
+    threading.Thread(
+        target=_watch_executors,
+        args=(context, master, wait_seconds),
+        name="tickbeta-executor-watchdog",
+        daemon=True,
+    ).start()
+
+
+def _watch_executors(context: SparkContext, master: str, wait_seconds: float) -> None:
+    waiting_since: float | None = None
+    while True:
+        time.sleep(_WATCH_INTERVAL_SECONDS)
+        try:
+            if context._jsc is None:  # stopped
+                return
+            jobs = context.statusTracker().getActiveJobsIds()
+            executors = executor_count(context)
+        except Exception:  # noqa: BLE001 - the context or its JVM is gone: nothing to watch
+            return
+        if executors or not jobs:
+            waiting_since = None
+            continue
+        now = time.monotonic()
+        waiting_since = waiting_since or now
+        if now - waiting_since < wait_seconds:
+            continue
+        reason = (
+            f"by tickbeta: the Spark master {master} gave this application no executor for "
+            f"{wait_seconds:.0f} s (workers lost and not back, or none with the cores and "
+            "memory it asks for)"
+        )
+        for job in jobs:
+            context._jsc.sc().cancelJob(job, reason)
+        waiting_since = None
+
+
+def executor_count(context: SparkContext) -> int:
+    """Live executors of a classic session's application; the driver is not counted."""
+    # The status tracker lists the driver too.
+    return max(0, len(context._jsc.sc().statusTracker().getExecutorInfos()) - 1)
 
 
 def reads_local_files(spark: SparkSession) -> bool:
@@ -218,12 +476,18 @@ CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 
 def connect_server_command(
-    port: int, master: str = "local[*]", memory: str = "4g", host: str = "127.0.0.1"
+    port: int,
+    master: str = "local[*]",
+    memory: str = LOCAL_DEFAULTS[DRIVER_MEMORY],
+    host: str = "127.0.0.1",
 ) -> tuple[list[str], dict[str, str]]:
     """The spark-submit command (and environment) of a Spark Connect server from this pyspark.
 
     In the foreground, unlike sbin/start-connect-server.sh, which daemonizes with a pid file
     per user in /tmp. Its Python workers run this interpreter, which has tickbeta installed.
+    The server's JVM exits on its first OutOfMemoryError instead of thrashing: its clients
+    then fail within their retry budget. On a cluster master its executors get the cluster
+    default memory.
     """
     import pyspark
 
@@ -244,6 +508,10 @@ def connect_server_command(
         f"spark.connect.grpc.binding.address={host}",
         "--conf",
         f"spark.sql.shuffle.partitions={LOCAL_DEFAULTS['spark.sql.shuffle.partitions']}",
+        "--conf",
+        f"{DRIVER_DEFAULT_JAVA_OPTIONS}={EXIT_ON_OUT_OF_MEMORY}",
     ]
+    if not master.startswith("local"):
+        command += ["--conf", f"{EXECUTOR_MEMORY}={CLUSTER_DEFAULTS[EXECUTOR_MEMORY]}"]
     env = {**os.environ, "SPARK_HOME": spark_home, "PYSPARK_PYTHON": sys.executable}
     return command, env

@@ -14,7 +14,7 @@ from beta_assets.feed.simulator import SimulationSpec
 from beta_assets.resources import lake_from_environment
 from beta_assets.settings import LAKE_ENV, MARKET_SYMBOL
 from resources.lake import DeltaLake
-from resources.spark import connect_server_command
+from resources.spark import DRIVER_MEMORY, LOCAL_DEFAULTS, connect_server_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     connect.add_argument("--port", type=int, default=15002)
     connect.add_argument("--master", default="local[*]")
-    connect.add_argument("--memory", default="4g", help="driver memory")
+    connect.add_argument(
+        "--memory", default=LOCAL_DEFAULTS[DRIVER_MEMORY], help="driver memory (%(default)s)"
+    )
     connect.set_defaults(command=_spark_connect)
     return parser
 

@@ -1,0 +1,93 @@
+"""What a session is asked for: memory by kind of master, a driver that dies on OutOfMemoryError."""
+
+from beta_assets.resources import spark_from_environment
+from resources.spark import (
+    CLUSTER_DEFAULTS,
+    EXIT_ON_OUT_OF_MEMORY,
+    LOCAL_DEFAULTS,
+    SparkSessionResource,
+    connect_server_command,
+    redacted_url,
+)
+
+DRIVER, EXECUTOR = "spark.driver.memory", "spark.executor.memory"
+DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
+EXTRA_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
+
+def settings(**fields) -> dict[str, str]:
+    return SparkSessionResource(**fields)._settings()
+
+
+def test_local_mode_gives_the_driver_room_and_asks_for_no_executors():
+    local = settings(master="local[2]")
+    assert local[DRIVER] == LOCAL_DEFAULTS[DRIVER]
+    assert EXECUTOR not in local
+
+
+def test_cluster_masters_size_the_driver_and_the_executors():
+    for master in ("spark://h:7077", "yarn", "k8s://https://h:6443"):
+        cluster = settings(master=master)
+        assert (cluster[DRIVER], cluster[EXECUTOR]) == (
+            CLUSTER_DEFAULTS[DRIVER],
+            CLUSTER_DEFAULTS[EXECUTOR],
+        ), master
+
+
+def test_memory_fields_override_the_defaults_and_spark_config_overrides_both():
+    sized = settings(master="spark://h:7077", driver_memory="3g", executor_memory="12g")
+    assert (sized[DRIVER], sized[EXECUTOR]) == ("3g", "12g")
+    configured = settings(
+        master="spark://h:7077", executor_memory="12g", spark_config={EXECUTOR: "16g"}
+    )
+    assert configured[EXECUTOR] == "16g"
+
+
+def test_memory_comes_from_the_environment():
+    spark = spark_from_environment(
+        {"TICKBETA_SPARK_DRIVER_MEMORY": "3g", "TICKBETA_SPARK_EXECUTOR_MEMORY": "8g"}
+    )
+    assert (spark.driver_memory, spark.executor_memory) == ("3g", "8g")
+    unset = spark_from_environment({})
+    assert (unset.driver_memory, unset.executor_memory) == (None, None)
+
+
+def test_the_driver_exits_on_out_of_memory_and_a_users_java_options_are_kept():
+    plain = settings(master="spark://h:7077")
+    assert plain[DEFAULT_JAVA_OPTIONS] == EXIT_ON_OUT_OF_MEMORY
+    assert EXTRA_JAVA_OPTIONS not in plain
+
+    users = settings(
+        spark_config={EXTRA_JAVA_OPTIONS: "-Dmine=1", DEFAULT_JAVA_OPTIONS: "-Dadmin=1"}
+    )
+    assert users[EXTRA_JAVA_OPTIONS] == "-Dmine=1"
+    assert users[DEFAULT_JAVA_OPTIONS] == f"{EXIT_ON_OUT_OF_MEMORY} -Dadmin=1"
+
+    # A user who already chose what an OutOfMemoryError does keeps that choice.
+    crash = settings(spark_config={DEFAULT_JAVA_OPTIONS: "-XX:+CrashOnOutOfMemoryError"})
+    assert crash[DEFAULT_JAVA_OPTIONS] == "-XX:+CrashOnOutOfMemoryError"
+
+
+def test_the_running_driver_jvm_has_the_exit_on_out_of_memory_flag(spark):
+    jvm = spark.sparkContext._jvm
+    arguments = list(
+        jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
+    )
+    assert EXIT_ON_OUT_OF_MEMORY in arguments
+
+
+def test_the_connect_server_command_exits_on_out_of_memory():
+    command, _ = connect_server_command(15002)
+    assert f"{DEFAULT_JAVA_OPTIONS}={EXIT_ON_OUT_OF_MEMORY}" in command
+    assert command[command.index("--driver-memory") + 1] == LOCAL_DEFAULTS[DRIVER]
+    assert not any(arg.startswith(EXECUTOR) for arg in command)
+    cluster, _ = connect_server_command(15002, master="spark://h:7077")
+    assert f"{EXECUTOR}={CLUSTER_DEFAULTS[EXECUTOR]}" in cluster
+
+
+def test_a_connect_url_in_an_error_shows_no_token():
+    assert redacted_url("sc://h:15002") == "sc://h:15002"
+    assert (
+        redacted_url("sc://h:15002/;token=s3cret;user_id=me")
+        == "sc://h:15002/;token=...;user_id=..."
+    )
