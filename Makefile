@@ -49,9 +49,11 @@ live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	TICKBETA_SPARK_REMOTE=sc://127.0.0.1:$(LIVE_CONNECT_PORT) TICKBETA_SENSOR_INTERVAL=5 \
 	$(BIN)/dagster dev -w workspace.yaml
 
-## The benchmark table (tickbeta vs the notebook's plan; 20-30 minutes).
+## The benchmark tables: tickbeta vs the notebook's plan (20-30 minutes), then the 500-symbol
+## day in every Spark mode (about 10 minutes).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_bench
+	$(BIN)/python -m bench.scale_out
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

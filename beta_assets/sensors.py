@@ -135,7 +135,7 @@ def _count_late_ticks(
     marks: HighWaterMarks,
     market_symbol: str,
 ) -> HighWaterMarks:
-    if not commit.added_paths:
+    if not commit.added_files:
         return marks
     added = log.added_ticks(commit)
     if added is None:

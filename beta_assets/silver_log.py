@@ -12,12 +12,18 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.fs as pa_fs
-import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.fs import DeltaStorageHandler
 
 from beta_assets.settings import EVENT_TIME, SYMBOL
 from beta_assets.times import parse_utc
+from resources.delta_files import (
+    DataFile,
+    added_data_file,
+    read_data_file,
+    statistics_name,
+    table_layout,
+)
 
 # Operations that may change anything without saying what: recompute everything.
 _UNBOUNDED_OPERATIONS = {"RESTORE"}
@@ -32,7 +38,7 @@ class SilverCommit:
     first_event: datetime | None = None  # event-time range of the rows added or removed
     last_event: datetime | None = None
     range_known: bool = True
-    added_paths: tuple[str, ...] = field(default_factory=tuple)
+    added_files: tuple[DataFile, ...] = field(default_factory=tuple)
 
     @property
     def needs_full_recompute(self) -> bool:
@@ -45,8 +51,15 @@ class SilverLog:
     def __init__(self, snapshot: DeltaTable, storage_options: dict[str, str]) -> None:
         self.table_uri = snapshot.table_uri
         self.storage_options = storage_options
+        self._snapshot = snapshot
         self._files = pa_fs.PyFileSystem(DeltaStorageHandler(self.table_uri, storage_options))
-        time_type = pa.schema(snapshot.schema().to_arrow()).field(EVENT_TIME).type
+        schema = pa.schema(snapshot.schema().to_arrow())
+        time_type = schema.field(EVENT_TIME).type
+        # The added rows as their files hold them: column mapping and deletion vectors resolved.
+        self._added_layout = table_layout(
+            snapshot, pa.schema([(SYMBOL, pa.string()), (EVENT_TIME, time_type)])
+        )
+        self._time_statistics = statistics_name(snapshot, EVENT_TIME)
         # Text event times have statistics that do not order like time: read the rows instead.
         self._typed_times = pa.types.is_timestamp(time_type)
         # A commit's added rows are read once: for its range (text times) and its late ticks.
@@ -70,10 +83,10 @@ class SilverLog:
             operation,
             changes_data=True,
             rows_added=sum(_stats_rows(add.get("stats")) for add in adds),
-            added_paths=tuple(urllib.parse.unquote(add["path"]) for add in adds),
+            added_files=tuple(added_data_file(self._snapshot, add) for add in adds),
         )
         if self._typed_times:
-            ranges = [_stats_range(add.get("stats")) for add in adds]
+            ranges = [_stats_range(add.get("stats"), self._time_statistics) for add in adds]
             ranges += self._removed_ranges(version, removes)
         else:
             ranges = [None] * len(removes) + [self._data_range(commit)]
@@ -102,11 +115,9 @@ class SilverLog:
 
     def _read_added(self, commit: SilverCommit) -> pa.Table | None:
         tables = []
-        for path in commit.added_paths:
+        for file in commit.added_files:
             try:
-                tables.append(
-                    pq.read_table(path, filesystem=self._files, columns=[SYMBOL, EVENT_TIME])
-                )
+                tables.append(read_data_file(self._added_layout, file, self._files))
             except FileNotFoundError:  # vacuumed; other errors (the store failing) raise
                 return None
         return pa.concat_tables(tables, promote_options="permissive") if tables else None
@@ -130,7 +141,7 @@ class SilverLog:
         except Exception:  # that version's log is gone as well
             return [None] * len(removes)
         actions = pa.table(before.get_add_actions(flatten=True))
-        low, high = f"min.{EVENT_TIME}", f"max.{EVENT_TIME}"
+        low, high = f"min.{self._time_statistics}", f"max.{self._time_statistics}"
         if low not in actions.column_names:
             return [None] * len(removes)
         stats = {
@@ -145,12 +156,12 @@ class SilverLog:
         return [_typed_range(stats.get(urllib.parse.unquote(r["path"]))) for r in removes]
 
 
-def _stats_range(stats: str | None) -> tuple[datetime, datetime] | None:
+def _stats_range(stats: str | None, column: str) -> tuple[datetime, datetime] | None:
     if not stats:
         return None
     parsed = json.loads(stats)
-    low = parsed.get("minValues", {}).get(EVENT_TIME)
-    high = parsed.get("maxValues", {}).get(EVENT_TIME)
+    low = parsed.get("minValues", {}).get(column)
+    high = parsed.get("maxValues", {}).get(column)
     if not isinstance(low, str) or not isinstance(high, str):
         return None
     try:

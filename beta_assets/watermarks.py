@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 
 from beta_assets.settings import EVENT_TIME, FINALITY_LAG, SYMBOL, WATERMARK
 from beta_assets.times import parse_utc
+from resources.delta_files import column_bounds
 
 _FIRST_LOOKBACK = timedelta(hours=6)
 
@@ -130,13 +131,10 @@ def newest_event_time(snapshot: DeltaTable) -> datetime | None:
 def event_time_bounds(snapshot: DeltaTable) -> tuple[datetime | None, datetime | None]:
     """(oldest, newest) event time by the snapshot's file statistics, in UTC; None where the
     statistics do not say (no files, no statistics, or text event times)."""
-    actions = pa.table(snapshot.get_add_actions(flatten=True))
-    low, high = f"min.{EVENT_TIME}", f"max.{EVENT_TIME}"
-    if actions.num_rows == 0 or high not in actions.column_names:
-        return None, None
-    if not pa.types.is_timestamp(actions.column(high).type):
+    oldest, newest = column_bounds(snapshot, EVENT_TIME)
+    if not isinstance(newest, datetime):
         return None, None  # text event times: statistics do not order like time
-    return _utc(pc.min(actions.column(low)).as_py()), _utc(pc.max(actions.column(high)).as_py())
+    return _utc(oldest), _utc(newest)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -20,9 +20,11 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
@@ -180,6 +182,32 @@ def _refuse_nested_mapped_columns(snapshot: DeltaTable, columns: pa.Schema) -> N
         raise NotImplementedError(
             f"Delta table {snapshot.table_uri}: nested columns {nested} under column mapping"
         )
+
+
+def statistics_name(snapshot: DeltaTable, column: str) -> str:
+    """The name the log's file statistics give a column: its physical name under column
+    mapping (delta-rs's add actions and the stats JSON both use it), else the column's."""
+    if _column_mapping_mode(snapshot) == "none":
+        return column
+    field = next((f for f in snapshot.schema().fields if f.name == column), None)
+    return str(field.metadata.get(_PHYSICAL_NAME, column)) if field is not None else column
+
+
+def column_bounds(snapshot: DeltaTable, column: str) -> tuple[Any, Any]:
+    """(min, max) of a column by the snapshot's file statistics; None where they say nothing."""
+    actions = pa.table(snapshot.get_add_actions(flatten=True))
+    name = statistics_name(snapshot, column)
+    low, high = f"min.{name}", f"max.{name}"
+    if actions.num_rows == 0 or low not in actions.column_names:
+        return None, None
+    return pc.min(actions.column(low)).as_py(), pc.max(actions.column(high)).as_py()
+
+
+def added_data_file(snapshot: DeltaTable, add: dict) -> DataFile:
+    """The file an add action of one commit adds (a reader of the log's changes, such as the
+    sensor, sees it before any snapshot does)."""
+    path = _file_uri(_table_root(snapshot.table_uri), urllib.parse.unquote(add["path"]))
+    return _data_file(path, _live_file(add), _logical_names(snapshot))
 
 
 def _logical_names(snapshot: DeltaTable) -> dict[str, str]:

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import ConfigurableResource
 from dagster_deltalake import LocalConfig, S3Config
 from dagster_deltalake.config import ClientConfig
@@ -22,6 +21,8 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import Transaction
 from pydantic import Field, PrivateAttr
+
+from resources.delta_files import column_bounds
 
 # A writer that loses a commit race redoes its commit, up to this many attempts in all.
 COMMIT_ATTEMPTS = 6
@@ -137,11 +138,7 @@ class DeltaLake(ConfigurableResource):
 
     def column_range(self, snapshot: DeltaTable, column: str) -> tuple[Any, Any]:
         """(min, max) of a column from the snapshot's file statistics; None where unknown."""
-        actions = pa.table(snapshot.get_add_actions(flatten=True))
-        low, high = f"min.{column}", f"max.{column}"
-        if actions.num_rows == 0 or low not in actions.column_names:
-            return None, None
-        return pc.min(actions.column(low)).as_py(), pc.max(actions.column(high)).as_py()
+        return column_bounds(snapshot, column)
 
     def replace_partitions(
         self,

@@ -9,12 +9,20 @@ from collections.abc import Callable
 from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from deltalake import write_deltalake
 
-from beta_assets.settings import GOLD_TABLE, SILVER_TABLE, SILVER_VERSION
+from beta_assets.settings import (
+    EVENT_TIME,
+    GOLD_TABLE,
+    SILVER_TABLE,
+    SILVER_VERSION,
+)
 from tests import datasets
 from tests import delta_tables as kinds
 from tests.pipeline import TABLE_KEYS, covering_keys, run_range, sorted_rows, write_silver
+from tests.sensing import SensorDriver, requested_ranges
 
 BUILDERS: dict[str, Callable[[str, pa.Table], kinds.BuiltTable]] = {
     "deletion_vectors_inline": partial(kinds.deletion_vector_table, storage="inline"),
@@ -55,3 +63,26 @@ def test_a_databricks_kind_of_silver_gives_what_its_rows_give(spark, ticks, tmp_
         write_silver(full_root, ticks)
         run_range(full_root, *keys)
         assert not sorted_rows(full_root, GOLD_TABLE).equals(sorted_rows(expected_root, GOLD_TABLE))
+
+
+def test_the_sensor_follows_a_column_mapped_silver_with_deletion_vectors(tmp_path, ticks):
+    """The sensor reads what each commit added through the mapping and the vectors: a late
+    batch (the first 90 minutes of the day, after the rest) is counted as late, and the hours
+    it reaches are requested."""
+    silver = str(tmp_path / "lake" / SILVER_TABLE)
+    early = pc.less(pc.hour(ticks.column(EVENT_TIME)), 16)
+    kinds.databricks_table(silver, ticks.filter(pc.invert(early)))
+    driver = SensorDriver(str(tmp_path / "lake"))
+    (first,) = requested_ranges(driver.evaluate())
+    assert first[0] == "2026-01-05-14:00"  # the first windows holding 16:00's ticks
+
+    late = ticks.filter(early)  # 14:30 to 15:59, more than 3 h behind the marks (20:59)
+    write_deltalake(silver, late, mode="append")
+    result = driver.evaluate()
+
+    (observation,) = result.asset_events
+    assert observation.metadata["rows_added"].value == late.num_rows > 0
+    (request,) = result.run_requests
+    assert request.tags["tickbeta/late_ticks"] == str(late.num_rows)
+    # Ticks in [14:30, 15:59] change the windows starting in (11:30, 16:59].
+    assert requested_ranges(result) == [("2026-01-05-11:00", "2026-01-05-16:00")]
