@@ -30,12 +30,14 @@ from beta_assets.settings import (
     EVENT_TIME,
     GOLD_TABLE,
     LAKE_ENV,
+    SHIP_CREDENTIALS_ENV,
+    SILVER_TABLE,
     SPARK_MASTER_ENV,
     SPARK_REMOTE_ENV,
     SPARK_UI_ENV,
 )
 from resources.lake import DeltaLake
-from tests import datasets
+from tests import datasets, delta_tables
 from tests.pipeline import (
     TABLE_KEYS,
     covering_keys,
@@ -261,3 +263,49 @@ def test_credentials_appear_in_no_output_no_server_log_and_no_delta_commit(run_i
     for key in log_keys:
         content = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         assert not [s for s in SECRETS if s.encode() in content], key
+
+
+@pytest.mark.parametrize("spark_mode", SPARK_MODES)
+def test_databricks_silver_is_read_in_the_executors(
+    request, spark, spark_mode, silver, s3, tmp_path
+):
+    """Deletion vectors, column mapping and a v2 checkpoint, read by the executors' tasks:
+    the same tables as local mode on the same kind of silver."""
+    lakes = {}
+    for name in ("local-mode", spark_mode):
+        lakes[name] = DeltaLake(root=str(tmp_path / name))
+        delta_tables.databricks_table(lakes[name].uri(SILVER_TABLE), silver)
+    run_range(lakes["local-mode"], *covering_keys(silver))
+    url = request.getfixturevalue(spark_mode)
+
+    result = materialize_from_cli(
+        run_environment(spark_mode, url, lakes[spark_mode], s3), *covering_keys(silver)
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for table in TABLE_KEYS:
+        expected, written = (
+            sorted_rows(lakes["local-mode"], table),
+            sorted_rows(lakes[spark_mode], table),
+        )
+        assert written.num_rows > 0, table
+        assert written.equals(expected), f"{table} differs between {spark_mode} and local mode"
+
+
+def test_shipped_credentials_reach_executors_that_have_none(local_mode, silver, s3, tmp_path):
+    """TICKBETA_SHIP_CREDENTIALS: a Spark Connect server with no credentials of its own reads
+    a lake on S3 with the run's, and they appear in neither its log nor the run's output."""
+    lake = s3_lake(s3, "shipped")
+    write_silver(lake, silver)
+    logs = tmp_path / "bare-connect"
+    logs.mkdir()
+    with spark_connect_server(logs, cores=1) as url:  # its environment has no AWS_* variables
+        env = {**run_environment("connect", url, lake, s3), SHIP_CREDENTIALS_ENV: "true"}
+        result = materialize_from_cli(env, *covering_keys(silver))
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for table in TABLE_KEYS:
+        assert sorted_rows(lake, table).equals(sorted_rows(local_mode, table)), table
+    server_log = (logs / "spark-connect.log").read_text(errors="replace")
+    assert not [s for s in SECRETS if s in output or s in server_log]
