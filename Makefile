@@ -1,6 +1,8 @@
 # Everything the project needs is installed from here: `make demo` and `make test` work on a
 # fresh machine with Python 3.10+ and Java 17 (see .ci/run for the system packages).
 PYTHON ?= python3
+# bash: `make ui` and `make live` wait for their Spark Connect server's port with /dev/tcp.
+SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -33,21 +35,27 @@ test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 pipeline-checks: $(STAMP)
 	.ci/pipeline_checks
 
-## The Dagster UI on http://localhost:3000 over ./data/lake.
+## The Dagster UI on http://localhost:3000 over ./data/lake. Runs use a warm Spark: a local
+## Spark Connect server started here and kept for the UI's lifetime, so no run pays a JVM start
+## (about 10-15 s). With TICKBETA_SPARK_REMOTE or TICKBETA_SPARK_MASTER set, that Spark instead.
+CONNECT_PORT ?= 15002
+WARM_SPARK = connect=; $(if $(TICKBETA_SPARK_REMOTE)$(TICKBETA_SPARK_MASTER),,\
+	$(BIN)/tickbeta spark-connect --port $(CONNECT_PORT) > data/spark-connect.log 2>&1 & \
+	connect=$$!; export TICKBETA_SPARK_REMOTE=sc://127.0.0.1:$(CONNECT_PORT); \
+	for second in $$(seq 120); do (: < /dev/tcp/127.0.0.1/$(CONNECT_PORT)) 2>/dev/null && break; \
+	kill -0 $$connect || { cat data/spark-connect.log; exit 1; }; sleep 1; done;)
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	mkdir -p data
+	$(WARM_SPARK) trap 'kill $$connect 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
-## The UI with the sensor running while the simulated feed appends a batch every 5 s. Runs use
-## a long-lived Spark Connect server, so they skip the JVM start (about 10 s each).
-LIVE_CONNECT_PORT ?= 15002
+## The UI with the sensor running (every 5 s) while the simulated feed appends a batch every
+## 5 s, on the same warm Spark.
 live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	mkdir -p data
-	$(BIN)/tickbeta spark-connect --port $(LIVE_CONNECT_PORT) > data/spark-connect.log 2>&1 & \
-	connect=$$!; \
-	$(BIN)/tickbeta simulate --live --every 5 --symbols 20 --interval 1 & \
-	feed=$$!; trap "kill $$feed $$connect" EXIT INT TERM; \
-	TICKBETA_SPARK_REMOTE=sc://127.0.0.1:$(LIVE_CONNECT_PORT) TICKBETA_SENSOR_INTERVAL=5 \
-	$(BIN)/dagster dev -w workspace.yaml
+	$(WARM_SPARK) $(BIN)/tickbeta simulate --live --every 5 --symbols 20 --interval 1 & \
+	feed=$$!; trap 'kill $$feed $$connect 2>/dev/null' EXIT INT TERM; \
+	TICKBETA_SENSOR_INTERVAL=5 $(BIN)/dagster dev -w workspace.yaml
 
 ## The benchmark tables: tickbeta vs the notebook's plan (20-30 minutes), then the 500-symbol
 ## day in every Spark mode (about 10 minutes).

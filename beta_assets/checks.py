@@ -392,7 +392,7 @@ def silver_ticks_checks(
     lake: DeltaLake,
     metrics: BetaMetricsConfig,
 ) -> Iterator[AssetCheckResult]:
-    snapshot = pinned_silver(context.run.tags, lake)
+    snapshot = pinned_silver(lake)
     try:
         silver_schema(snapshot)
     except SilverSchemaError as error:

@@ -12,28 +12,48 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from dagster import (
+    AssetKey,
     AssetObservation,
+    DagsterInstance,
+    DagsterRun,
     DataVersion,
     DefaultSensorStatus,
     MetadataValue,
     PartitionKeyRange,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 from deltalake import DeltaTable
 
-from beta_assets.assets.silver import CHANGED_FIRST_TAG, CHANGED_LAST_TAG, SILVER_VERSION_TAG
+from beta_assets.assets.silver import CHANGED_FIRST_TAG, CHANGED_LAST_TAG, SILVER_VERSION_SEEN_TAG
 from beta_assets.config import BetaMetricsConfig
-from beta_assets.partitions import floor_hour, hourly_partitions, hours_holding, partition_key
-from beta_assets.settings import BAND, EVENT_TIME, PARTITION_SPAN, SILVER_TABLE, WINDOW
+from beta_assets.partitions import (
+    floor_hour,
+    hour_of_key,
+    hourly_partitions,
+    hours_holding,
+    partition_key,
+)
+from beta_assets.settings import (
+    BAND,
+    EVENT_TIME,
+    GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
+    PARTITION_SPAN,
+    SILVER_TABLE,
+    SPY_RETURNS_TABLE,
+    WINDOW,
+)
 from beta_assets.silver_log import SilverCommit, SilverLog
 from beta_assets.watermarks import (
     HighWaterMarks,
@@ -43,8 +63,11 @@ from beta_assets.watermarks import (
 )
 from resources.lake import DeltaLake
 
-DEFAULT_INTERVAL_SECONDS = 30
+DEFAULT_INTERVAL_SECONDS = 5  # cheap: a tick reads only the Delta log
 DEFAULT_MAX_PARTITIONS_PER_RUN = 48
+COMPUTED_ASSET_KEYS = {
+    AssetKey(table) for table in (SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE)
+}
 
 
 @dataclass(frozen=True)
@@ -56,10 +79,19 @@ class SilverCursor:
     last_event: datetime | None = None
     market_mark: datetime | None = None  # high-water marks of that version
     ticker_mark: datetime | None = None
+    # Hours [pending_start, pending_end) still owed a run: the rest of a range above the cap.
+    pending_start: datetime | None = None
+    pending_end: datetime | None = None
 
     @property
     def marks(self) -> HighWaterMarks:
         return HighWaterMarks(self.market_mark, self.ticker_mark)
+
+    @property
+    def pending(self) -> tuple[datetime, datetime] | None:
+        if self.pending_start is None or self.pending_end is None:
+            return None
+        return self.pending_start, self.pending_end
 
     def to_json(self) -> str:
         return json.dumps(
@@ -75,7 +107,14 @@ class SilverCursor:
             version=raw.get("version"),
             **{
                 name: datetime.fromisoformat(raw[name]) if raw.get(name) else None
-                for name in ("first_event", "last_event", "market_mark", "ticker_mark")
+                for name in (
+                    "first_event",
+                    "last_event",
+                    "market_mark",
+                    "ticker_mark",
+                    "pending_start",
+                    "pending_end",
+                )
             },
         )
 
@@ -247,8 +286,15 @@ def build_silver_sensor(
         if snapshot is None:
             return SkipReason(f"no silver table at {lake.uri(SILVER_TABLE)} yet")
         cursor = SilverCursor.from_json(context.cursor)
-        if cursor.version == snapshot.version():
+        if cursor.version == snapshot.version() and cursor.pending is None:
             return SkipReason(f"silver is still at version {cursor.version}")
+        in_flight = pipeline_run_in_flight(context.instance, job.name)
+        if in_flight is not None:
+            # Backpressure: what arrived meanwhile folds into the next run (the cursor stays).
+            return SkipReason(
+                f"run {in_flight.run_id} is {in_flight.status.value}: silver "
+                f"v{cursor.version} -> v{snapshot.version()} folds into the next run"
+            )
         market = metrics.settings().market_symbol
         log = SilverLog(snapshot, lake.storage_options())
         changes = read_changes(log, cursor, snapshot.version(), market)
@@ -277,8 +323,11 @@ def evaluate_changes(
         context.log.warning(f"{changes.late_ticks} late ticks (behind the 3h watermark)")
     if not changes.late_ticks_known:
         context.log.warning("some added files were vacuumed away: late ticks not all counted")
-    hours = hours_to_recompute(changes, cursor, snapshot_span, new_marks)
-    requests = list(_run_requests(changes, cursor, hours, max_partitions))
+    changed_hours = hours_to_recompute(changes, cursor, snapshot_span, new_marks)
+    hours = _hull(changed_hours, cursor.pending)
+    chunks = list(partition_chunks(*hours, max_partitions)) if hours else []
+    requests = list(_run_requests(changes, cursor, chunks[:1], owed=changed_hours != hours))
+    pending = (hour_of_key(chunks[1][0]), hours[1]) if len(chunks) > 1 else (None, None)
     span = (
         f"{partition_key(hours[0])} ... {partition_key(hours[1] - PARTITION_SPAN)}"
         if hours
@@ -296,7 +345,14 @@ def evaluate_changes(
         last_event=max(seen) if seen else None,
         market_mark=new_marks.market,
         ticker_mark=new_marks.tickers,
+        pending_start=pending[0],
+        pending_end=pending[1],
     )
+    if pending[0] is not None:
+        context.log.info(
+            f"partitions from {partition_key(pending[0])} on are owed the next run (the cap is "
+            f"{max_partitions} partitions a run, one run at a time)"
+        )
     return SensorResult(
         run_requests=requests,
         asset_events=list(_observations(changes)),
@@ -305,26 +361,45 @@ def evaluate_changes(
 
 
 def _run_requests(
-    changes: SilverChanges,
-    cursor: SilverCursor,
-    hours: tuple[datetime, datetime] | None,
-    max_partitions: int,
+    changes: SilverChanges, cursor: SilverCursor, chunks: list[list[str]], owed: bool
 ) -> Iterator[RunRequest]:
-    if hours is None:
-        return
+    """The run over the first chunk of hours. A run that also pays hours owed from an earlier
+    evaluation recomputes its whole range (the changed span says nothing about those)."""
     versions = f"v{cursor.version if cursor.version is not None else 'none'}-v{changes.to_version}"
-    for keys in partition_chunks(*hours, max_partitions):
+    for keys in chunks:
         yield RunRequest(
             run_key=f"silver-{versions}:{keys[0]}...{keys[-1]}",
             tags={
                 ASSET_PARTITION_RANGE_START_TAG: keys[0],
                 ASSET_PARTITION_RANGE_END_TAG: keys[-1],
-                SILVER_VERSION_TAG: str(changes.to_version),
-                "tickbeta/trigger": "full_recompute" if changes.full_recompute_reason else "append",
+                SILVER_VERSION_SEEN_TAG: str(changes.to_version),
+                "tickbeta/trigger": _trigger(changes, owed),
                 "tickbeta/late_ticks": _late_ticks_tag(changes),
-                **_changed_span_tags(changes),
+                **({} if owed else _changed_span_tags(changes)),
             },
         )
+
+
+def _trigger(changes: SilverChanges, owed: bool) -> str:
+    if changes.full_recompute_reason:
+        return "full_recompute"
+    return "owed_partitions" if owed else "append"
+
+
+def _hull(
+    a: tuple[datetime, datetime] | None, b: tuple[datetime, datetime] | None
+) -> tuple[datetime, datetime] | None:
+    spans = [span for span in (a, b) if span is not None]
+    return (min(s for s, _ in spans), max(e for _, e in spans)) if spans else None
+
+
+def pipeline_run_in_flight(instance: DagsterInstance, job_name: str) -> DagsterRun | None:
+    """A run of the pipeline that is queued or not finished, if any: the sensor's own job, or
+    any run that materializes the computed assets (a launch from the UI)."""
+    for run in instance.get_runs(filters=RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+        if run.job_name == job_name or (run.asset_selection or set()) & COMPUTED_ASSET_KEYS:
+            return run
+    return None
 
 
 def _late_ticks_tag(changes: SilverChanges) -> str:

@@ -237,6 +237,8 @@ class WrittenHours:
     hours: int
     replayed_hours: int  # hours already written from this silver version before
     table: pa.Table  # the rows as written, with lineage and partition columns
+    # Hours left as they were: the table holds them from a newer silver version than this run's.
+    kept_newer: tuple[str, ...] = ()
 
 
 def hour_app_id(table: str, hour: str) -> str:
@@ -257,26 +259,30 @@ def write_hours(
     """Replace the hours [start, end) of `table` with `rows` in one atomic commit.
 
     Hours of the range without rows become empty: a rerun after data went away clears them.
+    Writes never go back in time: an hour that the table holds from a newer silver version than
+    `silver_version` is kept as it is (a slow or re-executed run computed it from older data).
     """
-    hours = hour_labels(start, end)
-    labels = pc.strftime(rows.column(time_column), format=HOUR_FORMAT)
+    snapshot = lake.open(table)
+    recorded = {
+        hour: snapshot.transaction_version(hour_app_id(table, hour)) if snapshot else None
+        for hour in hour_labels(start, end)
+    }
+    kept = tuple(h for h, v in recorded.items() if v is not None and v > silver_version)
+    hours = [hour for hour in recorded if hour not in kept]
+    labels = pc.strftime(rows.column(time_column), format=HOUR_FORMAT).cast(pa.string())
     stamped = (
         rows.append_column(SILVER_VERSION, pa.array([silver_version] * rows.num_rows, pa.int64()))
-        .append_column(PARTITION_HOUR, labels.cast(pa.string()))
+        .append_column(PARTITION_HOUR, labels)
+        .filter(pc.invert(pc.is_in(labels, pa.array(kept, pa.string()))))
         .sort_by([(time_column, "ascending"), (rows.column_names[0], "ascending")])
     )
-    app_ids = [hour_app_id(table, hour) for hour in hours]
-    snapshot = lake.open(table)
-    replayed = sum(
-        snapshot is not None and snapshot.transaction_version(app) == silver_version
-        for app in app_ids
-    )
+    replayed = sum(recorded[hour] == silver_version for hour in hours)
     version = lake.replace_partitions(
         table,
         stamped,
         PARTITION_HOUR,
         hours,
         commit_metadata,
-        app_versions=dict.fromkeys(app_ids, silver_version),
+        app_versions={hour_app_id(table, hour): silver_version for hour in hours},
     )
-    return WrittenHours(version, rows.num_rows, len(hours), replayed, stamped)
+    return WrittenHours(version, stamped.num_rows, len(hours), replayed, stamped, kept)

@@ -6,10 +6,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from dagster import AssetKey, DagsterRun, DagsterRunStatus
+from dagster._core.utils import make_new_run_id
 from deltalake import DeltaTable
 
+from beta_assets.definitions import beta_pipeline
 from beta_assets.sensors import SilverCursor
-from beta_assets.settings import SILVER_TABLE
+from beta_assets.settings import GOLD_TABLE, SILVER_TABLE
 from tests import datasets
 from tests.pipeline import write_silver
 from tests.sensing import SensorDriver, requested_ranges
@@ -47,7 +50,7 @@ def test_append_requests_the_hours_whose_windows_change(driver, lake_root, day):
     result = driver.evaluate()
     # Ticks in [16:00, 16:58]: windows starting in (13:00, 17:58].
     assert requested_ranges(result) == [("2026-01-05-13:00", "2026-01-05-17:00")]
-    assert result.run_requests[0].tags["tickbeta/silver_version"] == "1"
+    assert result.run_requests[0].tags["tickbeta/silver_version_seen"] == "1"
     assert SilverCursor.from_json(result.cursor).version == 1
     (observation,) = result.asset_events
     assert (
@@ -113,15 +116,44 @@ def test_versions_whose_log_was_cleaned_up_fall_back_to_the_snapshot(driver, lak
     assert requested_ranges(result) == [("2026-01-05-12:00", "2026-01-05-18:00")]
 
 
-def test_huge_backfills_split_into_runs_in_order(lake_root, day):
+def test_huge_backfills_split_into_one_run_per_evaluation_in_order(lake_root, day):
     write_silver(lake_root, day)
     driver = SensorDriver(lake_root, max_partitions=4)
-    ranges = requested_ranges(driver.evaluate())
+    ranges = [requested_ranges(driver.evaluate()) for _ in range(4)]
     assert ranges == [
-        ("2026-01-05-12:00", "2026-01-05-15:00"),
-        ("2026-01-05-16:00", "2026-01-05-19:00"),
-        ("2026-01-05-20:00", "2026-01-05-20:00"),
+        [("2026-01-05-12:00", "2026-01-05-15:00")],
+        [("2026-01-05-16:00", "2026-01-05-19:00")],
+        [("2026-01-05-20:00", "2026-01-05-20:00")],
+        [],
     ]
+
+
+def test_a_run_in_flight_holds_new_versions_for_the_next_run(driver, lake_root, day):
+    in_flight = DagsterRun(job_name=beta_pipeline.name, run_id=make_new_run_id())
+    driver.instance.add_run(in_flight.with_status(DagsterRunStatus.STARTED))
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    write_silver(lake_root, between(day, datasets.at(17), datasets.at(18)))
+
+    held = driver.evaluate()
+    assert held.run_requests == [] and "folds into the next run" in held.skip_message
+    assert SilverCursor.from_json(driver.cursor).version == 0
+
+    driver.instance.report_run_canceled(driver.instance.get_run_by_id(in_flight.run_id))
+    result = driver.evaluate()
+    # Both appends in one run: ticks in [16:00, 17:58] change windows starting in (13:00, 18:58].
+    assert requested_ranges(result) == [("2026-01-05-13:00", "2026-01-05-18:00")]
+    assert result.run_requests[0].run_key.startswith("silver-v0-v2:")
+
+
+def test_a_ui_launch_of_the_assets_in_flight_holds_the_sensor_too(driver, lake_root, day):
+    launched = DagsterRun(
+        job_name="__ASSET_JOB",
+        run_id=make_new_run_id(),
+        asset_selection=frozenset({AssetKey(GOLD_TABLE)}),
+    )
+    driver.instance.add_run(launched.with_status(DagsterRunStatus.STARTING))
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    assert driver.evaluate().run_requests == []
 
 
 def test_late_ticks_are_counted_and_their_windows_requested(lake_root, day):

@@ -24,6 +24,7 @@ from beta_assets.assets.reporting import (
     preview,
     run_metadata,
     spark_job_label,
+    warn_if_kept_newer,
 )
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import silver_snapshot
@@ -81,6 +82,7 @@ def gold_beta_metrics(
     written = write_hours(
         lake, GOLD_TABLE, rows, WINDOW_START, start, end, version, commit_metadata(context, version)
     )
+    warn_if_kept_newer(context, written)
     final = final_windows(rows)
     context.log.info(
         f"{written.rows} windows of {_symbols(rows)} symbols in {written.hours} hours, "

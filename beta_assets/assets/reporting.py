@@ -56,6 +56,14 @@ def commit_metadata(context: AssetExecutionContext, silver_version: int) -> dict
     }
 
 
+def warn_if_kept_newer(context: AssetExecutionContext, written: WrittenHours) -> None:
+    if written.kept_newer:
+        context.log.warning(
+            f"{len(written.kept_newer)} hour(s) kept as they are, since the table holds them "
+            f"from a newer silver version than this run read: {', '.join(written.kept_newer)}"
+        )
+
+
 def run_metadata(
     written: WrittenHours, silver_version: int, watch: Stopwatch, table_uri: str
 ) -> dict:
@@ -68,6 +76,8 @@ def run_metadata(
         # Hours this silver version had already produced: a replayed run, rewritten identically.
         "hours_replayed": MetadataValue.int(written.replayed_hours),
         "rows_in_run": MetadataValue.int(written.rows),
+        # Hours this run computed from an older silver version than the table holds: kept.
+        "hours_kept_newer": MetadataValue.json(list(written.kept_newer)),
         "elapsed_seconds": MetadataValue.float(watch.seconds()),
     }
 

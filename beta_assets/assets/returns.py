@@ -23,6 +23,7 @@ from beta_assets.assets.reporting import (
     read_metadata,
     run_metadata,
     spark_job_label,
+    warn_if_kept_newer,
 )
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import (
@@ -102,6 +103,7 @@ def spy_returns(
     written = write_hours(
         lake, SPY_RETURNS_TABLE, market, MARKET_EVENT_TIME, start, end, silver.version, commit
     )
+    warn_if_kept_newer(context, written)
     rejected_by_reason = reason_counts(rejected)
     context.log.info(
         f"{written.rows} {settings.market_symbol} ticks in {written.hours} hours from silver "
@@ -169,6 +171,7 @@ def joined_returns(
         silver.version,
         commit_metadata(context, silver.version),
     )
+    warn_if_kept_newer(context, written)
     tick_counts = ticker_tick_counts(rows)
     duplicates = pc.sum(rows.column("duplicate_ticks")).as_py() or 0
     context.log.info(

@@ -1,6 +1,5 @@
 """silver_ticks: the Delta table a feed writes; observed by Dagster, never materialized by it."""
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
@@ -18,11 +17,11 @@ from beta_assets.partitions import floor_hour
 from beta_assets.settings import EVENT_TIME, PARTITION_SPAN, SILVER_TABLE
 from resources.lake import DeltaLake
 
-# A run reads this silver version when the tag is set (the sensor sets it), else the latest.
-SILVER_VERSION_TAG = "tickbeta/silver_version"
-# The version a run actually read, added to every run so the Runs page finds it by version. A
-# separate tag: copied into a re-execution, SILVER_VERSION_TAG would pin the re-execution to
-# the old version.
+# The silver version the sensor saw when it requested the run. Information only: a run reads
+# the newest silver when it starts (a re-execution of an old run too), so no run computes from
+# a version older than what the lake already holds.
+SILVER_VERSION_SEEN_TAG = "tickbeta/silver_version_seen"
+# The version a run actually read, added to every run so the Runs page finds it by version.
 SILVER_VERSION_READ_TAG = "tickbeta/silver_version_read"
 
 
@@ -88,17 +87,17 @@ def silver_ticks(lake: DeltaLake) -> ObserveResult:
 
 def silver_snapshot(context: AssetExecutionContext, lake: DeltaLake) -> DeltaTable:
     """The silver snapshot every step of this run reads; the run is tagged with its version."""
-    snapshot = pinned_silver(context.run.tags, lake)
+    snapshot = pinned_silver(lake)
     context.instance.add_run_tags(
         context.run_id, {SILVER_VERSION_READ_TAG: str(snapshot.version())}
     )
     return snapshot
 
 
-def pinned_silver(tags: Mapping[str, str], lake: DeltaLake) -> DeltaTable:
-    """Silver at the run's tagged version (the sensor tags it), else as first seen."""
-    tagged = tags.get(SILVER_VERSION_TAG)
-    return lake.pinned(SILVER_TABLE, int(tagged) if tagged else None)
+def pinned_silver(lake: DeltaLake) -> DeltaTable:
+    """Silver as this run first saw it: the newest version when the run's first step read it,
+    then the same version for every step (a feed appending meanwhile changes nothing)."""
+    return lake.pinned(SILVER_TABLE)
 
 
 def whole_table_hours(lake: DeltaLake, snapshot: DeltaTable) -> tuple[datetime, datetime]:
