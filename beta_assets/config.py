@@ -15,6 +15,7 @@ from beta_assets.settings import (
     NOISE_AMPLITUDE,
     RISK_FREE_RATE,
 )
+from beta_assets.symbols import normalised_symbol
 
 
 class BetaMetricsConfig(ConfigurableResource):
@@ -61,7 +62,7 @@ class BetaMetricsConfig(ConfigurableResource):
 
     def settings(self) -> MetricSettings:
         return MetricSettings(
-            market_symbol=self.market_symbol.strip().upper(),
+            market_symbol=normalised_symbol(self.market_symbol),
             risk_free_rate=self.risk_free_rate,
             market_premium=self.market_premium,
             min_sample_size=self.min_sample_size,

@@ -44,6 +44,7 @@ from beta_assets.settings import (
     SYMBOL,
     WINDOW,
 )
+from beta_assets.symbols import SYMBOL_BLANKS
 from beta_assets.windows import WINDOW_SUMS_SCHEMA, window_sums
 
 QUARANTINE_REASON = "quarantine_reason"
@@ -81,10 +82,13 @@ def typed_ticks(silver: DataFrame) -> DataFrame:
     """Silver's columns in the contract's types, plus the reason a row cannot be used.
 
     Spark runs with ANSI SQL on, so a plain CAST of a bad string raises: try_cast turns it into
-    a null that the reason column then names. Symbols are trimmed and upper-cased, so 'spy '
-    and 'Spy' are the market. Time-zone-naive times are read as UTC (the session time zone).
+    a null that the reason column then names. Symbols are trimmed of `SYMBOL_BLANKS` (any
+    whitespace, zero-width characters) and upper-cased, so ' spy' + tab and 'Spy' are the
+    market and a tab alone is an empty symbol. Time-zone-naive times are read as UTC (the
+    session time zone).
     """
-    symbol = F.upper(F.trim(F.col(SYMBOL).cast("string")))
+    # btrim with an explicit set: trim strips spaces only and Java's regex \s is ASCII.
+    symbol = F.upper(F.btrim(F.col(SYMBOL).cast("string"), F.lit(SYMBOL_BLANKS)))
     price = F.col(PRICE).try_cast("double")
     change = F.col(CHANGE).try_cast("double")
     event_time = F.col(EVENT_TIME).try_cast("timestamp")

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from beta_assets.settings import EVENT_TIME, FINALITY_LAG, SYMBOL, WATERMARK
+from beta_assets.symbols import normalised_symbols
 from beta_assets.times import parse_utc
 from resources.delta_files import column_bounds
 
@@ -63,7 +64,7 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
 
 def sided_times(ticks: pa.Table, market_symbol: str) -> pd.DataFrame:
     """(is_market, event_time UTC) of the ticks that move a watermark."""
-    symbols = pc.utf8_upper(pc.utf8_trim_whitespace(ticks.column(SYMBOL).cast(pa.string())))
+    symbols = normalised_symbols(ticks.column(SYMBOL))
     times = _utc_times(ticks.column(EVENT_TIME))
     is_market = pc.fill_null(pc.equal(symbols, market_symbol), False)
     frame = pd.DataFrame({"is_market": is_market.to_numpy(zero_copy_only=False), "t": times})

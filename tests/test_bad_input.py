@@ -1,30 +1,50 @@
 """Dirty feeds: a bad row never crashes a run; it is counted, kept in quarantine, and left out."""
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
+from dagster import AssetSelection, materialize
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
+from beta_assets.checks import silver_ticks_checks
+from beta_assets.feed.cli import main as tickbeta
+from beta_assets.sensors import SilverCursor
 from beta_assets.settings import (
     GOLD_TABLE,
+    IMPORT_REJECTS_TABLE,
     JOINED_RETURNS_TABLE,
+    LAKE_ENV,
     QUARANTINE_TABLE,
+    SILVER_TABLE,
     SPY_RETURNS_TABLE,
 )
+from beta_assets.storage import silver_high_water_marks
+from beta_assets.watermarks import HighWaterMarks, late_tick_count
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.compare import assert_same_windows
 from tests.pipeline import (
+    ASSETS,
+    COMPUTED,
     covering_keys,
     materialized_metadata,
     read_table,
+    resources,
     run_all,
     run_partition,
     run_range,
     write_silver,
 )
 from tests.reference import notebook_gold
+from tests.sensing import SensorDriver
 
 BAD_TIME = datasets.at(15, 7)
 
@@ -205,3 +225,118 @@ def test_an_hour_without_ticks_materializes_an_empty_partition(lake_root):
     for table in (SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE):
         frame = read_table(lake_root, table)
         assert len(frame) == 0
+
+
+# --- blank symbols: whitespace of any kind, or invisible characters, and nothing else
+
+BLANK_SYMBOLS = ["\t", "\n", " \u00a0", "\u3000", "\u2003", "\u200b\ufeff"]
+PADDED_MARKET = " spy\t"
+LAST_MARKET_TICK = datasets.at(21, 10)  # after every ticker tick: the market leads
+LAST_BLANK_TICK = datasets.at(21, 20)  # after everything: a blank must not move a watermark
+
+
+@dataclass(frozen=True)
+class BlankSymbols:
+    silver: pa.Table  # as the feed wrote it
+    meant: pa.Table  # what it means: the blank rows gone, the padded market SPY
+    marks: HighWaterMarks  # of `meant`
+    blank_rows: list[str]
+
+
+@pytest.fixture(scope="module")
+def blank_symbols() -> BlankSymbols:
+    """A day whose market is padded with whitespace in every 5th row and in its last tick,
+    and ticks whose symbols are blank in the middle of the day and after its end."""
+    clean = datasets.simulated(symbols=2, interval=120.0, seed=46)
+    meant = pa.concat_tables([clean, datasets.ticks([("SPY", 500.0, 0.3, LAST_MARKET_TICK)])])
+    rows = meant.to_pylist()
+    for row in [row for row in rows if row["s"] == "SPY"][::5] + rows[-1:]:
+        row["s"] = PADDED_MARKET
+    blank_rows = [*BLANK_SYMBOLS, "\t"]
+    blank = [(s, 10.0, 0.1, BAD_TIME) for s in BLANK_SYMBOLS] + [("\t", 10.0, 0.1, LAST_BLANK_TICK)]
+    silver = pa.concat_tables(
+        [pa.Table.from_pylist(rows, schema=clean.schema), datasets.ticks(blank)]
+    )
+    tickers = pc.filter(meant.column("event_time"), pc.not_equal(meant.column("s"), "SPY"))
+    marks = HighWaterMarks(market=LAST_MARKET_TICK, tickers=pc.max(tickers).as_py())
+    return BlankSymbols(silver, meant, marks, blank_rows)
+
+
+def test_blank_symbols_are_quarantined_and_a_padded_market_is_the_market(
+    spark, lake_root, blank_symbols
+):
+    write_silver(lake_root, blank_symbols.silver)
+    first, last = covering_keys(blank_symbols.silver)
+    result = materialize(  # the pipeline with silver's checks, as beta_pipeline runs them
+        [*ASSETS, silver_ticks_checks],
+        selection=COMPUTED | AssetSelection.checks(silver_ticks_checks),
+        resources=resources(lake_root, max_bad_share=0.05),
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )
+    blanks = len(blank_symbols.blank_rows)
+    metadata = materialized_metadata(result, SPY_RETURNS_TABLE)
+    assert metadata["quarantined_rows"] == metadata["quarantined_empty_symbol"] == blanks
+    quarantine = read_table(lake_root, QUARANTINE_TABLE)
+    assert sorted(quarantine["s"]) == sorted(blank_symbols.blank_rows)
+    assert set(quarantine["quarantine_reason"]) == {"empty_symbol"}
+
+    # Silver's checks count the blanks as unusable and see a market in the padded last hour.
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {name: e.description for name, e in checks.items() if not e.passed} == {}
+    shares = checks["silver_value_shares"].metadata["unusable_by_reason"].value
+    assert shares == {"empty_symbol": blanks}
+
+    gold = read_table(lake_root, GOLD_TABLE)
+    assert set(gold["s"]) == {"T001", "T002"}
+    assert_same_windows(gold, notebook_gold(spark.createDataFrame(blank_symbols.meant)).toPandas())
+    # Final by the high-water marks of what silver means: blanks move no watermark.
+    cutoff = blank_symbols.marks.final_before()
+    assert (gold["is_final"] == (gold["window_end"] < cutoff)).all()
+    assert gold["is_final"].any() and not gold["is_final"].all()
+
+
+def test_the_sensor_and_spark_agree_on_high_water_marks_despite_blanks(
+    spark, lake_root, blank_symbols
+):
+    write_silver(lake_root, blank_symbols.silver)
+    driver = SensorDriver(lake_root)
+    driver.evaluate()
+    assert SilverCursor.from_json(driver.cursor).marks == blank_symbols.marks
+    lake = DeltaLake(root=lake_root)
+    in_spark = silver_high_water_marks(spark, lake, lake.require(SILVER_TABLE), "SPY")
+    assert in_spark == blank_symbols.marks
+
+    # A commit of blanks only: 6 hours behind (not late: no symbol) and far ahead.
+    behind, ahead = datasets.at(15), datasets.at(23)
+    added = datasets.ticks([("\u3000\ufeff", 10.0, 0.1, behind), ("\u200b", 10.0, 0.1, ahead)])
+    write_silver(lake_root, added)
+    assert late_tick_count(added, "SPY", blank_symbols.marks) == 0
+    driver.evaluate()
+    assert SilverCursor.from_json(driver.cursor).marks == blank_symbols.marks
+
+
+def test_import_quarantines_blank_symbols_and_trims_the_rest(lake_root, tmp_path, monkeypatch):
+    capture = tmp_path / "capture.parquet"
+    symbols = [*BLANK_SYMBOLS, PADDED_MARKET, "\ufeffT001\u200b", "\u3000t002\u00a0"]
+    pq.write_table(
+        pa.table(
+            {
+                "s": symbols,
+                "currentPrice": [10.0] * len(symbols),
+                "changePercent": [0.1] * len(symbols),
+                "event_time": [BAD_TIME] * len(symbols),
+            }
+        ),
+        capture,
+    )
+    monkeypatch.setenv(LAKE_ENV, lake_root)
+    assert tickbeta(["import", str(capture)]) == 0
+    lake = DeltaLake(root=lake_root)
+    assert lake.require(SILVER_TABLE).to_pyarrow_table().column("s").to_pylist() == [
+        "SPY",
+        "T001",
+        "T002",
+    ]
+    rejects = lake.require(IMPORT_REJECTS_TABLE).to_pyarrow_table().to_pandas()
+    assert list(rejects["s"]) == BLANK_SYMBOLS
+    assert set(rejects["quarantine_reason"]) == {"empty_symbol"}

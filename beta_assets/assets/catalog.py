@@ -77,7 +77,8 @@ _STORED_DESCRIPTIONS = {
 }
 
 SILVER_DESCRIPTIONS = {
-    SYMBOL: "Stock symbol; trimmed and upper-cased when read. The market is SPY by default.",
+    SYMBOL: "Stock symbol; trimmed of any whitespace and zero-width characters and upper-cased "
+    "when read. The market is SPY by default.",
     PRICE: "Quoted price.",
     CHANGE: "Change against the previous close in percent: x for a ticker, y for the market.",
     EVENT_TIME: "When the quote happened (UTC; naive times and parseable text are read as UTC).",

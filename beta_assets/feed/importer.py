@@ -25,6 +25,7 @@ from beta_assets.settings import (
     SILVER_TABLE,
     SYMBOL,
 )
+from beta_assets.symbols import SYMBOL_BLANKS
 from beta_assets.times import parse_utc
 from resources.lake import DeltaLake
 
@@ -70,7 +71,7 @@ def read_capture(path: Path, file_format: str) -> pd.DataFrame:
 
 def validate(raw: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
     """Rows in silver's types, and the rejected rows with the first reason each failed."""
-    symbol = raw[SYMBOL].astype("string").str.strip().str.upper()
+    symbol = raw[SYMBOL].astype("string").str.strip(SYMBOL_BLANKS).str.upper()
     price = pd.to_numeric(raw[PRICE], errors="coerce").astype("float64")
     change = pd.to_numeric(raw[CHANGE], errors="coerce").astype("float64")
     event_time = parse_utc(raw[EVENT_TIME])
