@@ -28,8 +28,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import psutil
-from dagster_deltalake import S3Config
-from dagster_deltalake.config import ClientConfig
 
 from bench.run_bench import RESULTS, SIZES, lake_for, silver_hours
 from beta_assets.partitions import partition_key
@@ -43,10 +41,8 @@ from beta_assets.settings import (
 from resources.lake import DeltaLake
 from tests.pipeline import TABLE_KEYS
 from tests.servers import (
-    TEST_ACCESS_KEY_ID,
-    TEST_REGION,
-    TEST_SECRET_ACCESS_KEY,
     S3Server,
+    lake_on,
     moto_s3_server,
     s3_client,
     s3_environment,
@@ -177,16 +173,7 @@ def fresh_s3_lake(source: DeltaLake, s3: S3Server, prefix: str) -> DeltaLake:
         if path.is_file():
             key = f"{prefix}/{SILVER_TABLE}/{path.relative_to(table)}"
             client.upload_file(str(path), BUCKET, key)
-    return DeltaLake(
-        root=f"s3://{BUCKET}/{prefix}",
-        storage=S3Config(
-            access_key_id=TEST_ACCESS_KEY_ID,
-            secret_access_key=TEST_SECRET_ACCESS_KEY,
-            region=TEST_REGION,
-            endpoint=s3.endpoint,
-        ),
-        client=ClientConfig(allow_http=True),
-    )
+    return lake_on(s3, prefix)
 
 
 # --- modes

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import boto3
 import pyspark
+from dagster_deltalake import S3Config
+from dagster_deltalake.config import ClientConfig
 
+from resources.lake import DeltaLake
 from resources.spark import connect_server_command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -262,3 +265,18 @@ def s3_environment(server: S3Server) -> dict[str, str]:
         "AWS_ENDPOINT_URL": server.endpoint,
         "AWS_ALLOW_HTTP": "true",
     }
+
+
+def lake_on(server: S3Server, prefix: str) -> DeltaLake:
+    """A lake under `prefix` of the server's bucket, as a run's resource holds it once its
+    EnvVars resolve: the test credentials, which this process's environment need not have."""
+    return DeltaLake(
+        root=f"s3://{server.bucket}/{prefix}",
+        storage=S3Config(
+            access_key_id=TEST_ACCESS_KEY_ID,
+            secret_access_key=TEST_SECRET_ACCESS_KEY,
+            region=TEST_REGION,
+            endpoint=server.endpoint,
+        ),
+        client=ClientConfig(allow_http=True),
+    )

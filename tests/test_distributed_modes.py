@@ -23,8 +23,6 @@ import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from dagster_deltalake import S3Config
-from dagster_deltalake.config import ClientConfig
 
 from beta_assets.settings import (
     EVENT_TIME,
@@ -49,9 +47,9 @@ from tests.pipeline import (
 from tests.servers import (
     PROJECT_ROOT,
     TEST_ACCESS_KEY_ID,
-    TEST_REGION,
     TEST_SECRET_ACCESS_KEY,
     S3Server,
+    lake_on,
     moto_s3_server,
     s3_client,
     s3_environment,
@@ -114,21 +112,6 @@ def connect(cluster, s3, server_logs) -> Iterator[str]:
         yield url
 
 
-def s3_lake(s3: S3Server, prefix: str) -> DeltaLake:
-    """A lake on S3 as a run's resource holds it once its EnvVars resolve: the test's own
-    access, which leaves this process's environment without credentials."""
-    return DeltaLake(
-        root=f"s3://{BUCKET}/{prefix}",
-        storage=S3Config(
-            access_key_id=TEST_ACCESS_KEY_ID,
-            secret_access_key=TEST_SECRET_ACCESS_KEY,
-            region=TEST_REGION,
-            endpoint=s3.endpoint,
-        ),
-        client=ClientConfig(allow_http=True),
-    )
-
-
 def run_environment(spark_mode: str, url: str, lake: DeltaLake, s3: S3Server) -> dict[str, str]:
     """What a user exports for the mode: the Spark, the lake and, for S3, the credentials."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
@@ -175,7 +158,7 @@ def run_in(
             return completed_runs[spark_mode, lake_kind]
         url = request.getfixturevalue(spark_mode)
         if lake_kind == "s3":
-            lake = s3_lake(s3, spark_mode)
+            lake = lake_on(s3, spark_mode)
         else:
             lake = DeltaLake(root=str(tmp_path_factory.mktemp(f"{spark_mode}-lake") / "lake"))
         write_silver(lake, silver)
@@ -295,7 +278,7 @@ def test_databricks_silver_is_read_in_the_executors(
 def test_shipped_credentials_reach_executors_that_have_none(local_mode, silver, s3, tmp_path):
     """TICKBETA_SHIP_CREDENTIALS: a Spark Connect server with no credentials of its own reads
     a lake on S3 with the run's, and they appear in neither its log nor the run's output."""
-    lake = s3_lake(s3, "shipped")
+    lake = lake_on(s3, "shipped")
     write_silver(lake, silver)
     logs = tmp_path / "bare-connect"
     logs.mkdir()
