@@ -95,13 +95,23 @@ def free_port() -> int:
 
 @contextmanager
 def running_dagster_dev(
-    lake_root: str, home: Path, env: Mapping[str, str], startup_timeout: float = 150.0
+    lake_root: str,
+    home: Path,
+    env: Mapping[str, str],
+    startup_timeout: float = 150.0,
+    log_name: str = "dagster_dev.log",
 ) -> Iterator[DagsterDev]:
-    """`dagster dev` on the project's workspace.yaml with its own DAGSTER_HOME; stopped after."""
+    """`dagster dev` on the project's workspace.yaml with its own DAGSTER_HOME; stopped after.
+
+    Its code server, run workers and their Spark Python workers import this checkout first (an
+    editable install may point at another one). Its output goes to tests/artifacts/`log_name`.
+    """
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPOSITORY / "deploy" / "dagster.yaml", home / "dagster.yaml")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    dev = DagsterDev(free_port(), lake_root, ARTIFACTS / "dagster_dev.log")
+    dev = DagsterDev(free_port(), lake_root, ARTIFACTS / log_name)
+    inherited = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    python_path = os.pathsep.join([str(REPOSITORY), *inherited])
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
     command += ["-h", "127.0.0.1", "-p", str(dev.port)]
     with open(dev.log_path, "w") as log:
@@ -109,7 +119,7 @@ def running_dagster_dev(
         process = subprocess.Popen(
             command,
             cwd=REPOSITORY,
-            env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+            env={**os.environ, **env, "DAGSTER_HOME": str(home), "PYTHONPATH": python_path},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
