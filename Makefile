@@ -49,9 +49,10 @@ live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	TICKBETA_SPARK_REMOTE=sc://127.0.0.1:$(LIVE_CONNECT_PORT) TICKBETA_SENSOR_INTERVAL=5 \
 	$(BIN)/dagster dev -w workspace.yaml
 
-## The benchmark table (tickbeta vs the notebook's plan; 20-30 minutes).
+## The benchmark tables (tickbeta vs the notebook's plan, and vs the same gold in Polars,
+## checked equal; 20-30 minutes).
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_bench
+	$(BIN)/python -m bench.run_bench --peer polars
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
