@@ -38,6 +38,11 @@ def replayed_and_dirty(clean: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=clean.schema)
 
 
+def as_text(table: pa.Table) -> pa.Table:
+    """Every column as text, as a loosely typed feed writes it."""
+    return pa.table({name: pc.cast(table.column(name), pa.string()) for name in table.column_names})
+
+
 DATASETS = {
     "ticks_exactly_one_hour_from_market": datasets.band_edges,
     "ticks_on_window_and_partition_boundaries": datasets.window_boundaries,
@@ -47,12 +52,14 @@ DATASETS = {
     "replayed_and_dirty_ticks": lambda: replayed_and_dirty(
         datasets.simulated(symbols=3, interval=60.0, seed=23)
     ),
+    "text_columns": lambda: as_text(datasets.simulated(symbols=2, interval=90.0, seed=29)),
 }
 
 
 def both_golds(lake_root: str, ticks: pa.Table):
     """(tickbeta's gold through the pipeline, the peer's) over every hour the ticks touch."""
-    first, last = covering_keys(ticks.filter(pc.is_valid(ticks.column(EVENT_TIME))))
+    times = pc.cast(ticks.column(EVENT_TIME), pa.timestamp("us", tz="UTC"))
+    first, last = covering_keys(pa.table({EVENT_TIME: times.filter(pc.is_valid(times))}))
     write_silver(lake_root, ticks)
     run_range(lake_root, first, last)
     start, end = hour_of_key(first), hour_of_key(last) + PARTITION_SPAN
