@@ -544,7 +544,8 @@ def polars_gold(
     first_tick_us = start_us - settings.bar_us
     spellings = silver.select(pl.col(SYMBOL).unique()).collect().to_series()
     symbols = Symbols.of(spellings, settings.market_symbol)
-    typed = typed_ticks(silver, symbols)
+    # Typed once, in memory: the market, the cutoff and the ticker ticks all read it.
+    typed = typed_ticks(silver, symbols).collect().lazy()
     keys = TickKeys.covering(first_tick_us, end_us, len(symbols.tickers))
     in_range = (pl.col("t") >= first_tick_us) & (pl.col("t") < end_us)
     tickers = typed.filter(pl.col("valid") & (pl.col("code") != MARKET_CODE) & in_range)
