@@ -57,10 +57,10 @@ live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	feed=$$!; trap 'kill $$feed $$connect 2>/dev/null' EXIT INT TERM; \
 	TICKBETA_SENSOR_INTERVAL=5 $(BIN)/dagster dev -w workspace.yaml
 
-## The benchmark tables: tickbeta vs the notebook's plan (20-30 minutes), then the 500-symbol
-## day in every Spark mode (about 10 minutes).
+## The benchmark tables: tickbeta vs the notebook's plan and vs the same gold in Polars, checked
+## equal (20-30 minutes), then the 500-symbol day in every Spark mode (about 10 minutes).
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_bench
+	$(BIN)/python -m bench.run_bench --peer polars
 	$(BIN)/python -m bench.scale_out
 
 lint: $(STAMP)

@@ -1,19 +1,26 @@
-"""Benchmark: tickbeta's gold computation against the notebook's plan, at several tick rates.
+"""Benchmark: tickbeta's gold computation against the notebook's plan, at several tick rates,
+and against the same semantics in Polars (bench/polars_peer.py).
 
     .venv/bin/python -m bench.run_bench            # every size (about 20-30 minutes)
     .venv/bin/python -m bench.run_bench --sizes 20x10s 20x5s --cap 300
+    .venv/bin/python -m bench.run_bench --sizes 500x1s --cap 0 --peer polars
 
-Prints one markdown table (and writes it to bench/results/table.md). Lakes are generated with
-the feed into bench/results/lakes/ and reused. All Spark timings share one warm local session
-with the same settings; the Dagster end-to-end runs are separate processes (Spark start
-included), as a user runs them.
+Prints two markdown tables (and writes them to bench/results/table.md): the notebook's plan as
+the baseline, and the Polars peer, whose gold must equal tickbeta's (1e-9 relative on floats,
+everything else exactly) or the run fails. Lakes are generated with the feed into
+bench/results/lakes/ and reused. All Spark timings share one warm local session with the same
+settings; the Polars peer and the Dagster end-to-end runs are separate processes (interpreter,
+imports and, for Dagster, the Spark start included), as a user runs them.
 """
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +29,9 @@ from pathlib import Path
 
 import psutil
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from bench.polars_peer import PeerSettings, settings_argument
 from beta_assets.feed.feed import append_sessions
 from beta_assets.feed.simulator import FeedState, SimulationSpec, initial_state, simulate_span
 from beta_assets.metrics import (
@@ -40,7 +49,7 @@ from beta_assets.metrics import (
 from beta_assets.partitions import BAND_REACH, hours_holding, partition_key
 from beta_assets.quarantine import market_series_rows, split_rows
 from beta_assets.settings import EVENT_TIME, GOLD_TABLE, SILVER_TABLE
-from beta_assets.storage import read_silver
+from beta_assets.storage import read_silver, silver_high_water_marks
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, dataframe_from_arrow
 
@@ -80,6 +89,18 @@ class Row:
     peak_driver_mb: float = 0.0
     dagster_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+    peer: "PeerRun | None" = None
+    gold_rows: int = 0
+    marks_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    """One run of the Polars peer in its own process."""
+
+    process_seconds: float  # the whole process: interpreter, imports, read, compute, write
+    compute_seconds: float  # from the scan of silver to the collected gold rows
+    threads: int
 
 
 # --- data
@@ -128,8 +149,17 @@ class PeakMemory:
             time.sleep(0.05)
 
 
-def our_gold(spark, lake: DeltaLake, start: datetime, end: datetime) -> tuple[pa.Table, int]:
-    """The three assets' computations, warm, without the Delta writes; (gold, pairs)."""
+def our_gold(
+    spark,
+    lake: DeltaLake,
+    start: datetime,
+    end: datetime,
+    final_before: datetime | None = None,
+) -> tuple[pa.Table, int]:
+    """The three assets' computations, warm, without the Delta writes; (gold, pairs).
+
+    `final_before`: the is_final cutoff (the gold asset takes it from silver's high-water
+    marks); None marks no window final."""
     settings = MetricSettings()
     snapshot = lake.require(SILVER_TABLE)
     wide_start, wide_end = start - BAND_REACH, end + BAND_REACH
@@ -142,7 +172,8 @@ def our_gold(spark, lake: DeltaLake, start: datetime, end: datetime) -> tuple[pa
     tickers = ticker_ticks(ticks, settings.market_symbol)
     buckets = bucket_sums(tickers, market_series(market.cast(MARKET_SCHEMA)), settings, start)
     bucket_rows = buckets.toArrow()
-    gold = window_metrics(dataframe_from_arrow(spark, bucket_rows), settings, start, end, None)
+    buckets_frame = dataframe_from_arrow(spark, bucket_rows)
+    gold = window_metrics(buckets_frame, settings, start, end, final_before)
     return gold.toArrow(), sum(bucket_rows.column("pair_count").to_pylist())
 
 
@@ -257,18 +288,30 @@ def read_cost(lake: DeltaLake, start: datetime) -> str:
 # --- the table
 
 
-def measure(spark, size: Size, cap: float, with_dagster: bool, with_incremental: bool) -> Row:
+def measure(
+    spark, size: Size, cap: float, with_dagster: bool, with_incremental: bool, with_peer: bool
+) -> Row:
     print(f"== {size.name}", flush=True)
     lake = lake_for(size)
     start, end = silver_hours(lake)
     row = Row(size.name, ticks=lake.require(SILVER_TABLE).to_pyarrow_dataset().count_rows())
-    our_gold(spark, lake, start, end)  # warm the session and the page cache
+    # The peer marks final windows: so does tickbeta's gold then, as the gold asset does.
+    cutoff = final_before(spark, lake) if with_peer else None
+    our_gold(spark, lake, start, end, cutoff)  # warm the session and the page cache
     with PeakMemory() as memory:
         started = time.monotonic()
-        gold, row.pairs = our_gold(spark, lake, start, end)
+        gold, row.pairs = our_gold(spark, lake, start, end, cutoff)
         row.ours_seconds = time.monotonic() - started
     row.peak_driver_mb = memory.peak_bytes / 1e6
+    row.gold_rows = gold.num_rows
     row.notes.append(f"{gold.num_rows} gold rows")
+    if with_peer:
+        started = time.monotonic()
+        final_before(spark, lake)
+        row.marks_seconds = time.monotonic() - started
+        row.peer, peer_gold = polars_peer(lake, start, end)
+        check_peer_equal(gold, peer_gold)
+        print(f"   Polars peer: {row.peer}, gold equal", flush=True)
     row.notebook_seconds, row.notebook_note = _notebook(spark, lake, row, cap)
     if with_dagster:
         row.dagster_seconds = dagster_end_to_end(lake, start, end)
@@ -281,6 +324,99 @@ def measure(spark, size: Size, cap: float, with_dagster: bool, with_incremental:
     row.notes.append(read_cost(lake, start))
     print(f"   {row}", flush=True)
     return row
+
+
+# --- the Polars peer
+
+# Gold's columns as the peer is checked on them: to 1e-9 relative, or exactly.
+PEER_CLOSE = [
+    "beta",
+    "volatility",
+    "momentum",
+    "cost_of_equity",
+    "beta_aligned",
+    "beta_aligned_se",
+    "beta_aligned_r2",
+    "beta_aligned_blume",
+]
+PEER_EXACT = ["window_end", "close_price", "sample_size", "is_final", "aligned_bars"]
+
+
+class PeerMismatch(AssertionError):
+    """The Polars peer's gold is not tickbeta's."""
+
+
+def final_before(spark, lake: DeltaLake) -> datetime | None:
+    """The is_final cutoff as the gold asset takes it from silver's high-water marks."""
+    snapshot = lake.require(SILVER_TABLE)
+    marks = silver_high_water_marks(spark, lake, snapshot, MetricSettings().market_symbol)
+    return marks.final_before()
+
+
+def polars_peer(lake: DeltaLake, start: datetime, end: datetime) -> tuple[PeerRun, pa.Table]:
+    """`python -m bench.polars_peer` over silver in a new process, timed whole; its gold.
+
+    Polars takes POLARS_MAX_THREADS threads: every core unless the caller says otherwise.
+    """
+    env = {**os.environ}
+    env.setdefault("POLARS_MAX_THREADS", str(os.cpu_count()))
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "gold.parquet"
+        command = [
+            sys.executable,
+            *("-m", "bench.polars_peer", lake.uri(SILVER_TABLE)),
+            *("--start", start.isoformat(), "--end", end.isoformat(), "--out", str(out)),
+            *("--settings", settings_argument(PeerSettings.of(MetricSettings()))),
+        ]
+        started = time.monotonic()
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+        seconds = time.monotonic() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"the Polars peer failed:\n{result.stderr[-3000:]}")
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        gold = pq.read_table(out)
+    return PeerRun(seconds, report["compute_seconds"], report["threads"]), gold
+
+
+def check_peer_equal(ours: pa.Table, peer: pa.Table) -> None:
+    """Raises unless the two golds have the same (s, window_start) rows and values."""
+    from tests.compare import gold_differences
+
+    problems = gold_differences(peer.to_pandas(), ours.to_pandas(), PEER_CLOSE, PEER_EXACT)
+    if problems:
+        raise PeerMismatch(
+            f"the Polars peer's gold ({peer.num_rows} rows) differs from tickbeta's "
+            f"({ours.num_rows} rows):\n  " + "\n  ".join(problems)
+        )
+
+
+def peer_table(rows: list[Row]) -> str:
+    header = (
+        "size",
+        "ticks",
+        "gold rows (equal)",
+        "Polars threads",
+        "Polars whole process s",
+        "Polars compute s",
+        "tickbeta warm compute s",
+        "tickbeta warm + high-water marks s",
+        "tickbeta dagster e2e s",
+    )
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for row in rows:
+        if row.peer is None:
+            continue
+        base = row.peer.compute_seconds
+
+        def versus(seconds: float | None, base: float = base) -> str:
+            return f"{seconds:.2f} ({seconds / base:.2f}x)" if seconds else "-"
+
+        lines.append(
+            f"| {row.size} | {row.ticks:,} | {row.gold_rows:,} | {row.peer.threads} "
+            f"| {versus(row.peer.process_seconds)} | {base:.2f} | {versus(row.ours_seconds)} "
+            f"| {versus(row.ours_seconds + row.marks_seconds)} | {versus(row.dagster_seconds)} |"
+        )
+    return "\n".join(lines)
 
 
 def _notebook(spark, lake: DeltaLake, row: Row, cap: float) -> tuple[float | None, str]:
@@ -334,16 +470,34 @@ def main() -> int:
         "--cap", type=float, default=600.0, help="seconds for the notebook's plan (0: skip it)"
     )
     parser.add_argument("--no-dagster", action="store_true", help="skip the end-to-end runs")
+    parser.add_argument(
+        "--peer",
+        choices=["polars", "none"],
+        default="polars",
+        help="the same semantics in another tool, checked equal and timed (default: polars)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = SparkSessionResource(ui_enabled=False).create_session()
     rows = [
-        measure(spark, SIZES[name], args.cap, not args.no_dagster, with_incremental=True)
+        measure(
+            spark,
+            SIZES[name],
+            args.cap,
+            not args.no_dagster,
+            with_incremental=True,
+            with_peer=args.peer == "polars",
+        )
         for name in args.sizes
     ]
     machine = f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
     stamp = time.strftime("%Y-%m-%d")
     output = f"Machine: {machine}; Spark local[*], 4g driver; {stamp}\n\n{table(rows)}\n"
+    if args.peer == "polars":
+        output += (
+            "\nThe Polars peer (bench/polars_peer.py), gold equal to tickbeta's; ratios to "
+            f"Polars compute:\n\n{peer_table(rows)}\n"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "table.md").write_text(output)
     print(output)
