@@ -42,6 +42,7 @@ from beta_assets.settings import (
     CHANGE,
     EVENT_TIME,
     FINALITY_LAG,
+    GOLD_COLUMNS,
     MARKET_PREMIUM,
     MARKET_SYMBOL,
     MIN_ALIGNED_BARS,
@@ -514,25 +515,6 @@ def _aligned_beta(min_bars: int) -> list[pl.Expr]:
 
 
 # --- the whole computation
-
-
-GOLD_COLUMNS = (
-    SYMBOL,
-    "window_start",
-    "window_end",
-    "beta",
-    "volatility",
-    "momentum",
-    "close_price",
-    "sample_size",
-    "cost_of_equity",
-    "is_final",
-    "beta_aligned",
-    "beta_aligned_se",
-    "beta_aligned_r2",
-    "beta_aligned_blume",
-    "aligned_bars",
-)
 
 
 def polars_gold(

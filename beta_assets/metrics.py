@@ -29,6 +29,7 @@ from beta_assets.settings import (
     BUCKETS_PER_WINDOW,
     CHANGE,
     EVENT_TIME,
+    GOLD_COLUMNS,
     MARKET_EVENT_TIME,
     MARKET_PREMIUM,
     MARKET_PRICE,
@@ -349,26 +350,3 @@ def _aligned_beta_columns(min_bars: int) -> list[Column]:
         F.when(enough, blume).alias("beta_aligned_blume"),
         F.col("aligned_bars"),
     ]
-
-
-# The notebook's columns, then the time-aligned beta.
-NOTEBOOK_COLUMNS = (
-    SYMBOL,
-    "window_start",
-    "window_end",
-    "beta",
-    "volatility",
-    "momentum",
-    "close_price",
-    "sample_size",
-    "cost_of_equity",
-    "is_final",
-)
-ALIGNED_COLUMNS = (
-    "beta_aligned",
-    "beta_aligned_se",
-    "beta_aligned_r2",
-    "beta_aligned_blume",
-    "aligned_bars",
-)
-GOLD_COLUMNS = NOTEBOOK_COLUMNS + ALIGNED_COLUMNS

@@ -47,6 +47,29 @@ MIN_ALIGNED_BARS = 30
 BLUME_WEIGHT = 0.67
 BLUME_PRIOR = 0.33
 
+# --- gold's columns (without Spark: the benchmark's Polars peer shares them)
+# The notebook's columns, then the time-aligned beta.
+NOTEBOOK_COLUMNS = (
+    SYMBOL,
+    "window_start",
+    "window_end",
+    "beta",
+    "volatility",
+    "momentum",
+    "close_price",
+    "sample_size",
+    "cost_of_equity",
+    "is_final",
+)
+ALIGNED_COLUMNS = (
+    "beta_aligned",
+    "beta_aligned_se",
+    "beta_aligned_r2",
+    "beta_aligned_blume",
+    "aligned_bars",
+)
+GOLD_COLUMNS = NOTEBOOK_COLUMNS + ALIGNED_COLUMNS
+
 # --- tables in the lake
 SILVER_TABLE = "silver_ticks"
 SPY_RETURNS_TABLE = "spy_returns"
