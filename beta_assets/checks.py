@@ -13,14 +13,21 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa_schema
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
     MetadataValue,
     multi_asset_check,
 )
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from deltalake import DeltaTable
 from pandera.errors import SchemaErrors
 
 from beta_assets.assets.silver import pinned_silver, whole_table_hours
@@ -250,12 +257,19 @@ def spy_returns_results(rows: pa.Table) -> Iterator[AssetCheckResult]:
     )
 
 
-def joined_returns_results(rows: pa.Table, valid_ticker_ticks: int) -> Iterator[AssetCheckResult]:
-    frame = as_pandas(rows)
+def joined_returns_results(
+    written: pa.Table, computed: pa.Table, valid_ticker_ticks: int
+) -> Iterator[AssetCheckResult]:
+    """The contract of the rows written; the tick count of every bucket computed (an hour kept
+    from a newer silver version is not written, but its ticks were counted in silver)."""
     yield contract_result(
-        "band_statistics_consistent", JOINED_RETURNS_TABLE, JoinedReturnsContract, frame
+        "band_statistics_consistent",
+        JOINED_RETURNS_TABLE,
+        JoinedReturnsContract,
+        as_pandas(written),
     )
-    in_buckets = int(frame[["paired_ticks", "unpaired_ticks", "duplicate_ticks"]].to_numpy().sum())
+    counters = computed.select(["paired_ticks", "unpaired_ticks", "duplicate_ticks"])
+    in_buckets = sum(pc.sum(column).as_py() or 0 for column in counters.columns)
     yield AssetCheckResult(
         check_name="every_ticker_tick_in_a_bucket",
         asset_key=JOINED_RETURNS_TABLE,
@@ -371,12 +385,13 @@ SILVER_CHECKS = [
         description="No tick appears twice (same symbol, time, price and change). Duplicates "
         "are counted once by the pipeline; this warns that the feed replays data.",
     ),
+    # A warning, not a block: an hour without market ticks still has the notebook's answer
+    # (pairs reach an hour either side), and a quiet market must not stall the pipeline.
     AssetCheckSpec(
         "silver_market_every_hour",
         asset=SILVER_TABLE,
-        blocking=True,
-        description="The market symbol has ticks in every hour that has ticks: without it "
-        "betas of that hour are missing or wrong.",
+        description="The market symbol has ticks in every hour that has ticks: without them "
+        "that hour's ticks pair only with market ticks of the hours around it, or not at all.",
     ),
 ]
 
@@ -393,6 +408,18 @@ def silver_ticks_checks(
     metrics: BetaMetricsConfig,
 ) -> Iterator[AssetCheckResult]:
     snapshot = pinned_silver(lake)
+    hours = hours_of_run(context.run.tags) or whole_table_hours(lake, snapshot)
+    yield from silver_results(spark, lake, metrics, snapshot, hours)
+
+
+def silver_results(
+    spark: SparkSessionResource,
+    lake: DeltaLake,
+    metrics: BetaMetricsConfig,
+    snapshot: DeltaTable,
+    hours: tuple[datetime, datetime],
+) -> Iterator[AssetCheckResult]:
+    """Silver's checks over the hours [start, end) of a snapshot."""
     try:
         silver_schema(snapshot)
     except SilverSchemaError as error:
@@ -401,20 +428,74 @@ def silver_ticks_checks(
             yield _silver_result(spec.name, False, "not evaluated: silver's columns are broken")
         return
     yield _silver_result("silver_column_contract", True, "required columns readable")
-    settings = metrics.settings()
-    start, end = hours_of_run(context.run.tags) or whole_table_hours(lake, snapshot)
+    start, end = hours
     typed = typed_ticks(read_silver(spark.spark_session, lake, snapshot, start, end).frame)
-    counts = silver_quality_counts(typed, settings.market_symbol, start, end).toPandas()
+    counts = silver_quality_counts(typed, metrics.settings().market_symbol, start, end).toPandas()
     yield _value_shares(counts, metrics.max_bad_share)
     yield _duplicates(duplicate_tick_count(valid_ticks(in_time_range(typed, start, end))))
     yield _market_every_hour(counts)
 
 
-def _silver_result(name: str, passed: bool, description: str, **metadata) -> AssetCheckResult:
+BLOCKING_SILVER_CHECKS = {spec.name for spec in SILVER_CHECKS if spec.blocking}
+# (run, silver version) pairs this process has already guarded: the steps of a run share it.
+_guarded_runs: set[tuple[str, int]] = set()
+
+
+def require_usable_silver(
+    context: AssetExecutionContext,
+    spark: SparkSessionResource,
+    lake: DeltaLake,
+    metrics: BetaMetricsConfig,
+    snapshot: DeltaTable,
+) -> None:
+    """Fail the step before it writes anything when silver fails a blocking check.
+
+    beta_pipeline runs silver's checks as its first step, and they block the assets. Every
+    other launch (the UI's Materialize, an asset backfill, `dg launch`) selects assets only, so
+    each step asks here: once per run and silver version, unless this run checked silver.
+    """
+    guarded = (context.run_id, snapshot.version())
+    if guarded in _guarded_runs or _silver_checked_in_run(context):
+        return
+    hours = hours_of_run(context.run.tags) or context.partition_time_window
+    results = list(silver_results(spark, lake, metrics, snapshot, tuple(hours)))
+    failed = [r for r in results if not r.passed and r.check_name in BLOCKING_SILVER_CHECKS]
+    if failed:
+        raise Failure(
+            description=f"silver v{snapshot.version()} fails its blocking checks, nothing was "
+            "written: " + "; ".join(f"{r.check_name}: {r.description}" for r in failed),
+            metadata={r.check_name: r.description or "" for r in failed},
+        )
+    context.log.info(
+        f"silver v{snapshot.version()} passes its blocking checks over {hours[0]} ... {hours[1]}"
+    )
+    _guarded_runs.add(guarded)
+
+
+def _silver_checked_in_run(context: AssetExecutionContext) -> bool:
+    """True when this run already evaluated every blocking silver check and they passed."""
+    keys = [AssetCheckKey(AssetKey(SILVER_TABLE), name) for name in BLOCKING_SILVER_CHECKS]
+    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    return all(
+        (record := latest.get(key)) is not None
+        and record.run_id == context.run_id
+        and record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        for key in keys
+    )
+
+
+def _silver_result(
+    name: str,
+    passed: bool,
+    description: str,
+    severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
+    **metadata,
+) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=name,
         asset_key=SILVER_TABLE,
         passed=passed,
+        severity=severity,
         description=description,
         metadata=metadata,
     )
@@ -448,16 +529,13 @@ def _duplicates(duplicates: int) -> AssetCheckResult:
 
 def _market_every_hour(counts: pd.DataFrame) -> AssetCheckResult:
     timed = counts.dropna(subset=["hour"])
-    per_hour = timed.groupby("hour").apply(
-        lambda rows: int(
-            rows.loc[rows["is_market"] & rows[QUARANTINE_REASON].isna(), "count"].sum()
-        ),
-        include_groups=False,
-    )
+    valid_market = timed["is_market"].astype(bool) & timed[QUARANTINE_REASON].isna()
+    per_hour = timed["count"].where(valid_market, 0).groupby(timed["hour"]).sum()
     missing = [f"{hour:%Y-%m-%dT%H:00Z}" for hour, ticks in per_hour.items() if ticks == 0]
     return _silver_result(
         "silver_market_every_hour",
         not missing,
         f"{len(missing)} of {len(per_hour)} hours with ticks have no valid market tick",
+        AssetCheckSeverity.WARN,
         hours_without_market=MetadataValue.json(missing[:FAILURE_ROWS_SHOWN]),
     )

@@ -28,15 +28,18 @@ def _whole_partitions(span: timedelta) -> int:
 # Market ticks that ticks of hour P pair with lie in [P - BAND, P + 1h + BAND]: whole hours
 # around P. Exact at the end: a market tick at P + 1h + BAND pairs with no tick of P.
 BAND_REACH = _whole_partitions(BAND) * PARTITION_SPAN
-market_band_mapping = TimeWindowPartitionMapping(
-    start_offset=-_whole_partitions(BAND), end_offset=_whole_partitions(BAND)
-)
 
 # The windows starting in hour P cover buckets in [P, P + 1h + WINDOW - SLIDE].
 WINDOW_REACH = _whole_partitions(WINDOW) * PARTITION_SPAN
-window_span_mapping = TimeWindowPartitionMapping(
-    start_offset=0, end_offset=_whole_partitions(WINDOW)
-)
+
+# What Dagster is told: hour P of a table depends on hour P of the one above it. The reads reach
+# further (BAND_REACH, WINDOW_REACH: joined_returns P reads spy_returns P-1 ... P+1, gold P reads
+# joined_returns P ... P+2), but Dagster's asset backfill runs a child in its parent's run only
+# under an identity or zero-offset mapping: with the true offsets, one UI launch over a range
+# became a run per asset, each with its own Spark. The sensor, not Dagster's mapping, decides
+# which hours a change reaches (sensors.py), and the neighbour hours a step reads are already
+# materialized tables.
+same_hour_mapping = TimeWindowPartitionMapping(start_offset=0, end_offset=0)
 
 # On-disk partition value of an hour: sorts like time, no characters file systems dislike.
 HOUR_FORMAT = "%Y-%m-%dT%H"

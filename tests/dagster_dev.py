@@ -209,3 +209,55 @@ def metadata_of(materialization: dict) -> dict:
         else:
             values[entry["label"]] = entry.get("mdStr", entry.get("text"))
     return values
+
+
+# The mutation the UI's "Materialize" dialog sends for a range of partitioned assets.
+_LAUNCH_PARTITION_BACKFILL = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+
+_BACKFILL = """
+query Backfill($backfillId: String!) {
+  partitionBackfillOrError(backfillId: $backfillId) {
+    __typename
+    ... on PartitionBackfill { status runs(limit: 100) { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+_BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def launch_partition_backfill(dev: DagsterDev, assets: list[str], partitions: list[str]) -> str:
+    """An asset backfill over `partitions` of `assets`, launched as the UI launches it."""
+    params = {
+        "assetSelection": [{"path": [name]} for name in assets],
+        "partitionNames": partitions,
+        "fromFailure": False,
+        "tags": [],
+    }
+    launched = dev.graphql(_LAUNCH_PARTITION_BACKFILL, {"backfillParams": params})
+    result = launched["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    return result["backfillId"]
+
+
+def wait_for_backfill(dev: DagsterDev, backfill_id: str, timeout: float) -> tuple[str, list[str]]:
+    """The backfill's final status and the ids of the runs it created, once all are finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        backfill = dev.graphql(_BACKFILL, {"backfillId": backfill_id})["partitionBackfillOrError"]
+        assert backfill["__typename"] == "PartitionBackfill", backfill
+        runs = backfill["runs"]
+        finished = all(DagsterRunStatus(run["status"]) in FINISHED for run in runs)
+        if backfill["status"] in _BACKFILL_DONE and finished:
+            return backfill["status"], [run["runId"] for run in runs]
+        time.sleep(3)
+    raise TimeoutError(f"backfill {backfill_id} not done after {timeout}s:\n{dev.log_tail()}")

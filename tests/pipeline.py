@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-from dagster import AssetSelection, ExecuteInProcessResult, materialize
+from dagster import AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -72,6 +72,7 @@ def run_range(
     selection=COMPUTED,
     tags=None,
     raise_on_error: bool = True,
+    instance: DagsterInstance | None = None,
     **settings,
 ) -> ExecuteInProcessResult:
     """One run over a partition range (a single-run backfill), as the CLI and sensor do."""
@@ -85,6 +86,7 @@ def run_range(
         resources=resources(lake, **settings),
         tags={**range_tags, **(tags or {})},
         raise_on_error=raise_on_error,
+        instance=instance,
     )
     assert result.success or not raise_on_error
     return result

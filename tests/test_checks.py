@@ -19,16 +19,28 @@ from beta_assets.checks import (
     spy_returns_results,
 )
 from beta_assets.metrics import MetricSettings
-from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SPY_RETURNS_TABLE
+from beta_assets.settings import (
+    GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
+    QUARANTINE_TABLE,
+    SPY_RETURNS_TABLE,
+)
 from resources.lake import DeltaLake
 from tests import datasets
-from tests.pipeline import ASSETS, COMPUTED, covering_keys, resources, write_silver
+from tests.pipeline import (
+    ASSETS,
+    COMPUTED,
+    covering_keys,
+    resources,
+    run_range,
+    write_silver,
+)
 
 WINDOW = (datasets.at(12), datasets.at(21))
 SETTINGS = MetricSettings()
 
 
-def run_with_checks(lake_root: str, ticks: pa.Table):
+def run_with_checks(lake_root: str, ticks: pa.Table, instance: DagsterInstance | None = None):
     """The pipeline and silver's checks, as `beta_pipeline` runs them."""
     write_silver(lake_root, ticks)
     first, last = covering_keys(ticks)
@@ -38,6 +50,7 @@ def run_with_checks(lake_root: str, ticks: pa.Table):
         resources=resources(lake_root),
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         raise_on_error=False,
+        instance=instance,
     )
 
 
@@ -107,14 +120,52 @@ def test_a_replayed_file_warns_but_does_not_block(lake_root):
     assert result.success and DeltaLake(root=lake_root).open(GOLD_TABLE) is not None
 
 
-def test_an_hour_without_market_ticks_fails_naming_the_hour(lake_root):
+def test_an_hour_without_market_ticks_warns_naming_the_hour(lake_root):
     ticks = datasets.without_market_between(
         datasets.simulated(symbols=1, interval=120.0, seed=65), datasets.at(16), datasets.at(17)
     )
     result = run_with_checks(lake_root, ticks)
     market = evaluations(result)["silver_market_every_hour"]
-    assert not market.passed
+    assert not market.passed and market.severity == AssetCheckSeverity.WARN
     assert market.metadata["hours_without_market"].value == ["2026-01-05T16:00Z"]
+    assert result.success  # the notebook has an answer for that hour: warn, do not block
+
+
+GUARD_PASSED = "passes its blocking checks"
+
+
+def run_messages(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+def test_silver_checks_guard_a_launch_of_the_assets_alone(lake_root):
+    """The UI's Materialize, asset backfills and `dg launch` select the assets, not silver's
+    checks: a silver whose every price is unusable must still fail before anything is written."""
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=66)
+    ticks = ticks.set_column(1, "currentPrice", pa.nulls(ticks.num_rows, pa.float64()))
+    write_silver(lake_root, ticks)
+    result = run_range(lake_root, *covering_keys(ticks), raise_on_error=False)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == SPY_RETURNS_TABLE
+    assert f"{ticks.num_rows} of {ticks.num_rows} ticks unusable" in (
+        failure.event_specific_data.error.message
+    )
+    lake = DeltaLake(root=lake_root)
+    for name in (SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE, QUARANTINE_TABLE):
+        assert lake.open(name) is None, name
+
+
+def test_silver_is_checked_once_per_run_whatever_the_path(tmp_path):
+    ticks = datasets.simulated(symbols=1, interval=300.0, seed=67)
+    instance = DagsterInstance.ephemeral()
+    write_silver(str(tmp_path / "alone"), ticks)
+    alone = run_range(str(tmp_path / "alone"), *covering_keys(ticks), instance=instance)
+    with_checks = run_with_checks(str(tmp_path / "checked"), ticks, instance)
+    assert alone.success and with_checks.success
+    guarded = [m for m in run_messages(instance, alone.run_id) if GUARD_PASSED in m]
+    assert len(guarded) == 1, guarded  # by the first step; the others were told
+    assert not [m for m in run_messages(instance, with_checks.run_id) if GUARD_PASSED in m]
 
 
 def test_spy_returns_contract_names_the_failing_rows(good_lake):
@@ -145,7 +196,7 @@ def test_band_statistics_inconsistencies_are_reported(good_lake):
         rows.schema.get_field_index("pair_count"), "pair_count", pa.array(counts)
     )
     broken = broken.set_column(broken.schema.get_field_index("sum_x"), "sum_x", pa.array(sums))
-    consistent, counted = joined_returns_results(broken, valid_ticker_ticks=1)
+    consistent, counted = joined_returns_results(broken, broken, valid_ticker_ticks=1)
     assert not consistent.passed and "failure" in consistent.description
     assert not counted.passed and "1 valid in silver" in counted.description
 

@@ -8,11 +8,16 @@ import pyarrow.compute as pc
 from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
 from deltalake import DeltaTable
 
+from beta_assets.band import BUCKET_START
+from beta_assets.partitions import hour_of_key
 from beta_assets.settings import (
     EVENT_TIME,
     GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
     LAKE_ENV,
     MARKET_EVENT_TIME,
+    PARTITION_HOUR,
+    PARTITION_SPAN,
     SILVER_TABLE,
     SILVER_VERSION,
     SPY_RETURNS_TABLE,
@@ -21,7 +26,13 @@ from beta_assets.storage import hour_app_id, write_hours
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.job_from_environment import beta_pipeline_from_environment
-from tests.pipeline import covering_keys, run_range, sorted_rows, write_silver
+from tests.pipeline import (
+    covering_keys,
+    materialized_metadata,
+    run_range,
+    sorted_rows,
+    write_silver,
+)
 from tests.sensing import SensorDriver
 
 
@@ -102,3 +113,27 @@ def test_re_executing_an_old_sensor_run_leaves_gold_equal_to_silver(spark, tmp_p
             rtol=1e-9,
         )
     assert set(sorted_rows(lake_root, GOLD_TABLE).column(SILVER_VERSION).to_pylist()) == {2}
+
+
+def test_a_run_whose_hours_are_all_kept_newer_passes_its_checks(lake_root):
+    """A slow run finishing after a newer one writes nothing; its checks must not cry wolf
+    (the ticks it counted in silver are in the buckets it computed, not in those it wrote)."""
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=12)
+    write_silver(lake_root, ticks)
+    keys = covering_keys(ticks)
+    run_range(lake_root, *keys)
+    lake = DeltaLake(root=lake_root)
+    joined = lake.require(JOINED_RETURNS_TABLE).to_pyarrow_table()
+    start, end = hour_of_key(keys[0]), hour_of_key(keys[1]) + PARTITION_SPAN
+    # As if a run of a newer silver version had written these hours meanwhile.
+    newer = joined.drop_columns([SILVER_VERSION, PARTITION_HOUR])
+    write_hours(lake, JOINED_RETURNS_TABLE, newer, BUCKET_START, start, end, 99, {})
+
+    result = run_range(lake_root, *keys)
+
+    metadata = materialized_metadata(result, JOINED_RETURNS_TABLE)
+    assert metadata["hours_replaced"] == 0 and len(metadata["hours_kept_newer"]) > 0
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    counted = checks["every_ticker_tick_in_a_bucket"]
+    assert counted.passed, counted.description
+    assert counted.metadata["ticks_in_buckets"].value > 0

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 
+import pandas as pd
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterRunStatus
 from dagster._core.storage.tags import (
@@ -41,9 +42,11 @@ from tests.dagster_dev import (
     ARTIFACTS,
     LOCATION,
     DagsterDev,
+    launch_partition_backfill,
     metadata_of,
     run_record,
     running_dagster_dev,
+    wait_for_backfill,
     wait_for_run,
 )
 
@@ -171,6 +174,74 @@ def test_the_checks_of_the_materialized_assets_passed(dagster_dev, launched_run)
     assert evaluated == expected
     failed = [e for e in evaluations if not e["success"]]
     assert not failed, failed
+
+
+# Metadata of a run rather than of the data: differs between two runs of the same hours.
+PER_RUN_METADATA = {"table_version", "hours_replayed", "elapsed_seconds"}
+
+
+@dataclass(frozen=True)
+class UiBackfill:
+    status: str
+    run_ids: list[str]
+    gold_after_job: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def ui_backfill(dagster_dev, launched_run) -> UiBackfill:
+    """The job's range launched again as the UI's *Materialize* launches it: an asset backfill
+    of the three computed assets."""
+    assert launched_run.status == DagsterRunStatus.SUCCESS, dagster_dev.log_tail()
+    gold_after_job = sorted_gold(dagster_dev.lake_root)
+    computed = [SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE]
+    backfill_id = launch_partition_backfill(dagster_dev, computed, RUN_KEYS)
+    status, run_ids = wait_for_backfill(dagster_dev, backfill_id, RUN_TIMEOUT_SECONDS)
+    return UiBackfill(status, run_ids, gold_after_job)
+
+
+def sorted_gold(lake_root: str) -> pd.DataFrame:
+    gold = DeltaLake(root=lake_root).require(GOLD_TABLE).to_pyarrow_table().to_pandas()
+    return gold.sort_values(["s", WINDOW_START]).reset_index(drop=True)
+
+
+def partition_metadata(record) -> dict[tuple[str, str], dict]:
+    """Each (asset, partition) materialization's metadata, without what is the run's own."""
+    return {
+        (event["assetKey"]["path"][-1], event["partition"]): {
+            label: value
+            for label, value in metadata_of(event).items()
+            if label not in PER_RUN_METADATA
+        }
+        for event in record.of_type("MaterializationEvent")
+    }
+
+
+def check_outcomes(record) -> dict[tuple[str, str], bool]:
+    return {
+        (e["evaluation"]["assetKey"]["path"][-1], e["evaluation"]["checkName"]): e["evaluation"][
+            "success"
+        ]
+        for e in record.of_type("AssetCheckEvaluationEvent")
+    }
+
+
+def test_a_ui_backfill_of_a_range_is_one_run_equal_to_the_sensors_run(
+    dagster_dev, launched_run, ui_backfill
+):
+    assert ui_backfill.status in {"COMPLETED", "COMPLETED_SUCCESS"}, dagster_dev.log_tail()
+    assert len(ui_backfill.run_ids) == 1, ui_backfill.run_ids
+    (run_id,) = ui_backfill.run_ids
+    assert wait_for_run(dagster_dev, run_id, 10) == DagsterRunStatus.SUCCESS
+
+    pd.testing.assert_frame_equal(sorted_gold(dagster_dev.lake_root), ui_backfill.gold_after_job)
+    job, ui = run_record(dagster_dev, launched_run.run_id), run_record(dagster_dev, run_id)
+    assert partition_metadata(ui) == partition_metadata(job)
+    assert len(partition_metadata(ui)) == 3 * len(RUN_KEYS)
+    # The sensor's job checks silver as a step of its own; the UI's run guards it in its steps.
+    computed_checks = {key: ok for key, ok in check_outcomes(job).items() if key[0] != SILVER_TABLE}
+    assert check_outcomes(ui) == computed_checks
+    assert all(computed_checks.values()), computed_checks
+    assert any("passes its blocking checks" in message for message in ui.messages())
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ from beta_assets.assets.reporting import (
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import silver_snapshot
 from beta_assets.band import BUCKET_SCHEMA
-from beta_assets.checks import GOLD_CHECKS, gold_results
+from beta_assets.checks import GOLD_CHECKS, gold_results, require_usable_silver
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import window_metrics
-from beta_assets.partitions import WINDOW_REACH, window_span_mapping
+from beta_assets.partitions import WINDOW_REACH, same_hour_mapping
 from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SYMBOL
 from beta_assets.storage import read_hours_arrow, silver_high_water_marks, write_hours
 from resources.lake import DeltaLake
@@ -41,7 +41,7 @@ from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_pr
 
 @hourly_table_asset(
     GOLD_TABLE,
-    deps=[AssetDep(JOINED_RETURNS_TABLE, partition_mapping=window_span_mapping)],
+    deps=[AssetDep(JOINED_RETURNS_TABLE, partition_mapping=same_hour_mapping)],
     check_specs=GOLD_CHECKS,
     layer="gold",
     column_schema=GOLD_COLUMN_SCHEMA,
@@ -66,6 +66,7 @@ def gold_beta_metrics(
     settings = metrics.settings()
     session = spark.spark_session
     snapshot = silver_snapshot(context, lake)
+    require_usable_silver(context, spark, lake, metrics, snapshot)
     bucket_rows = read_hours_arrow(
         lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, start, end + WINDOW_REACH
     )

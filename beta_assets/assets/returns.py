@@ -36,6 +36,7 @@ from beta_assets.checks import (
     JOINED_CHECKS,
     SPY_CHECKS,
     joined_returns_results,
+    require_usable_silver,
     spy_returns_results,
 )
 from beta_assets.config import BetaMetricsConfig
@@ -49,7 +50,7 @@ from beta_assets.metrics import (
     ticker_ticks,
     typed_ticks,
 )
-from beta_assets.partitions import BAND_REACH, market_band_mapping
+from beta_assets.partitions import BAND_REACH, same_hour_mapping
 from beta_assets.quarantine import (
     market_series_rows,
     quarantine_rows,
@@ -92,7 +93,9 @@ def spy_returns(
     # Market ticks only affect their own hour.
     start, end = recompute_window(context, timedelta(0))
     settings = metrics.settings()
-    silver = read_silver(spark.spark_session, lake, silver_snapshot(context, lake), start, end)
+    snapshot = silver_snapshot(context, lake)
+    require_usable_silver(context, spark, lake, metrics, snapshot)
+    silver = read_silver(spark.spark_session, lake, snapshot, start, end)
     log_silver_read(context, silver)
     with stage_progress(spark.spark_session, spark_job_label(context), context.log.info):
         rows = market_and_rejected_rows(typed_ticks(silver.frame), settings, start, end).toArrow()
@@ -125,7 +128,7 @@ def spy_returns(
 
 @hourly_table_asset(
     JOINED_RETURNS_TABLE,
-    deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=market_band_mapping)],
+    deps=[silver_ticks, AssetDep(SPY_RETURNS_TABLE, partition_mapping=same_hour_mapping)],
     check_specs=JOINED_CHECKS,
     layer="intermediate",
     column_schema=JOINED_RETURNS_COLUMN_SCHEMA,
@@ -154,7 +157,9 @@ def joined_returns(
     )
     # One bar more before the hours: the first bar's return needs the price of the one before.
     first_tick = start - settings.bar
-    silver = read_silver(session, lake, silver_snapshot(context, lake), first_tick, end)
+    snapshot = silver_snapshot(context, lake)
+    require_usable_silver(context, spark, lake, metrics, snapshot)
+    silver = read_silver(session, lake, snapshot, first_tick, end)
     log_silver_read(context, silver)
     ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), first_tick, end), settings)
     tickers = ticker_ticks(ticks, settings.market_symbol)
@@ -189,7 +194,7 @@ def joined_returns(
             "duplicate_ticks": duplicates,
         },
         check_results=list(
-            joined_returns_results(written.table, in_time_range(tickers, start, end).count())
+            joined_returns_results(written.table, rows, in_time_range(tickers, start, end).count())
         ),
     )
 
