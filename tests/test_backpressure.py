@@ -24,6 +24,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunRecord
 
+from bench.latency import append_to_gold_latencies
 from beta_assets.assets.silver import SILVER_VERSION_READ_TAG, SILVER_VERSION_SEEN_TAG
 from beta_assets.definitions import beta_pipeline
 from beta_assets.metrics import GOLD_COLUMNS
@@ -154,19 +155,7 @@ class Observed:
         return [int(version) if version else None for version in read]
 
     def latencies(self) -> list[float]:
-        """Per append: seconds until the first successful run that read its version ended."""
-        done = [
-            (r.end_time, int(r.dagster_run.tags[SILVER_VERSION_READ_TAG]))
-            for r in self.runs
-            if r.dagster_run.status == DagsterRunStatus.SUCCESS
-            and SILVER_VERSION_READ_TAG in r.dagster_run.tags
-        ]
-        latencies = []
-        for version, appended_at in self.appended:
-            ends = [end for end, read in done if read >= version and end is not None]
-            if ends:
-                latencies.append(min(ends) - appended_at)
-        return latencies
+        return append_to_gold_latencies(self.appended, self.runs)
 
     def summary(self) -> str:
         latencies = self.latencies()
