@@ -1,7 +1,6 @@
 """The code location: assembles assets, jobs, resources and the executor; nothing else."""
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from dagster import (
     in_process_executor,
     link_code_references_to_git,
 )
-from dagster._utils.warnings import BetaWarning
 
 from beta_assets.assets.catalog import with_local_code_references
 from beta_assets.assets.gold import gold_beta_metrics
@@ -38,10 +36,6 @@ from beta_assets.settings import (
     SENSOR_MAX_PARTITIONS_ENV,
     SENSOR_STATUS_ENV,
 )
-
-# Single-run backfills, observable source assets and code references are marked beta; we rely
-# on them knowingly (their warnings would repeat on every load of the code location).
-warnings.filterwarnings("ignore", category=BetaWarning)
 
 computed_assets = [spy_returns, joined_returns, gold_beta_metrics]
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,6 @@
 tests ask it over GraphQL."""
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,8 @@ import requests
 from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+from tests.commands import REPOSITORY, checkout_python_path, dagster_home
+
 ARTIFACTS = REPOSITORY / "tests" / "artifacts"
 LOCATION = "tickbeta"  # workspace.yaml's location_name
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
@@ -106,12 +106,10 @@ def running_dagster_dev(
     Its code server, run workers and their Spark Python workers import this checkout first (an
     editable install may point at another one). Its output goes to tests/artifacts/`log_name`.
     """
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPOSITORY / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    dagster_home(home)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     dev = DagsterDev(free_port(), lake_root, ARTIFACTS / log_name)
-    inherited = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
-    python_path = os.pathsep.join([str(REPOSITORY), *inherited])
+    python_path = checkout_python_path()
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
     command += ["-h", "127.0.0.1", "-p", str(dev.port)]
     with open(dev.log_path, "w") as log:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from beta_assets.settings import GOLD_TABLE, PLANTED_BETAS_TABLE, SILVER_TABLE
 from resources.lake import DeltaLake
+from tests.commands import warning_lines
 from tests.compare import assert_same_windows, naive_utc
 from tests.reference import notebook_gold
 
@@ -40,7 +41,10 @@ def test_simulate_then_materialize_a_range_from_the_cli(spark, lake_root):
     assert lake.require(SILVER_TABLE).version() == 0
     assert lake.require(PLANTED_BETAS_TABLE).to_pyarrow_table().num_rows == 2
 
-    run(MATERIALIZE, lake_root)
+    materialized = run(MATERIALIZE, lake_root)
+    # The superseded command still works, and Dagster's pointer to `dg launch` is all it warns.
+    [warning] = warning_lines(materialized.stdout + materialized.stderr)
+    assert "SupersessionWarning" in warning and "dg launch" in warning
     gold = lake.require(GOLD_TABLE).to_pyarrow_table().to_pandas()
     silver = lake.require(SILVER_TABLE).to_pyarrow_table()
     reference = naive_utc(notebook_gold(spark.createDataFrame(silver)).toPandas(), ["window_start"])
