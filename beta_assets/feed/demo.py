@@ -55,7 +55,7 @@ def run_demo(
 def simulation_summary(spec: SimulationSpec, root: str) -> str:
     return (
         f"simulating {spec.market_symbol} and {spec.symbols} symbols with planted betas "
-        f"({spec.beta_low:g} to {spec.beta_high:g}) for {spec.days} trading day(s) from "
+        f"({spec.beta_low:.1f} to {spec.beta_high:.1f}) for {spec.days} trading day(s) from "
         f"{spec.start_date}, a tick every ~{spec.interval_seconds:g} s each, into {root}"
     )
 
