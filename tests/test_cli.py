@@ -1,4 +1,5 @@
-"""The command lines of the README, run as a user runs them (separate processes)."""
+"""The command lines of the README, run as a user runs them (separate processes; the failing
+demo in process, on the tests' Spark, since it stops before any output a new process changes)."""
 
 import os
 import re
