@@ -1,5 +1,5 @@
-"""The command lines of the README, run as a user runs them (separate processes; the failing
-demo in process, on the tests' Spark, since it stops before any output a new process changes)."""
+"""The command lines of the README, run as a user runs them: in separate processes, but for
+the failing demo (in process, on the tests' Spark: what it prints comes from the run's events)."""
 
 import os
 import re
