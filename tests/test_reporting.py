@@ -6,10 +6,17 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
+import pytest
 from PIL import Image
 
 from beta_assets.assets.catalog import GOLD_SCHEMA, WINDOW_START
-from beta_assets.assets.reporting import metrics_plot, top_symbols
+from beta_assets.assets.reporting import (
+    ALIGNED_HIGH,
+    ALIGNED_LOW,
+    metrics_plot,
+    plotted_series,
+    top_symbols,
+)
 from beta_assets.assets.returns import ticker_tick_counts
 from beta_assets.band import BUCKET_SCHEMA
 from beta_assets.settings import SYMBOL
@@ -19,11 +26,13 @@ DATA_URI = re.compile(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
 
 
 def gold_rows(sample_sizes: dict[str, int], windows: int = 12) -> pa.Table:
-    """Gold rows with a constant sample size per symbol and a beta that drifts by window."""
+    """Gold rows with a constant sample size per symbol, a beta that drifts by window, and an
+    aligned beta above it whose standard error grows by window (none in the first window)."""
     rows = []
     for rank, (symbol, size) in enumerate(sample_sizes.items()):
         for index in range(windows):
             beta = 0.5 + 0.1 * rank + 0.01 * index
+            aligned = (beta + 0.5, 0.02 * index) if index else (None, None)
             start = FIRST_WINDOW + index * timedelta(minutes=5)
             rows.append(
                 {
@@ -37,6 +46,8 @@ def gold_rows(sample_sizes: dict[str, int], windows: int = 12) -> pa.Table:
                     "sample_size": size,
                     "cost_of_equity": 0.0425 + beta * 0.05,
                     "is_final": False,
+                    "beta_aligned": aligned[0],
+                    "beta_aligned_se": aligned[1],
                 }
             )
     return pa.Table.from_pylist(rows, schema=GOLD_SCHEMA)
@@ -58,6 +69,29 @@ def test_plot_shows_the_symbols_with_the_most_pairs_as_an_inline_png():
     # The palette keeps it small in the event log; a blank image would have very few colours.
     assert len(markdown) < 80_000
     assert len(image.getcolors(maxcolors=256) or []) > 8
+
+
+def test_plot_draws_beta_aligned_with_its_standard_error_band_beside_the_notebook_beta():
+    rows = gold_rows({"AAA": 30, "BBB": 90, "CCC": 50}, windows=4)
+    # Newest window first on disk: the plot still draws each symbol in time order.
+    plotted = plotted_series(rows.take([11 - i for i in range(12)]), SYMBOL, WINDOW_START, 2)
+    assert list(plotted) == ["BBB", "CCC"]
+    bbb = plotted["BBB"]
+    starts = [FIRST_WINDOW + i * timedelta(minutes=5) for i in range(4)]
+    assert bbb[WINDOW_START].tolist() == starts
+    assert bbb["beta"].tolist() == pytest.approx([0.6, 0.61, 0.62, 0.63])
+    # The first window has no aligned beta: no band there, a gap in the line.
+    assert bbb["beta_aligned"].isna().tolist() == [True, False, False, False]
+    assert bbb[ALIGNED_LOW][1:].tolist() == pytest.approx([1.11 - 0.02, 1.12 - 0.04, 1.13 - 0.06])
+    assert bbb[ALIGNED_HIGH][1:].tolist() == pytest.approx([1.11 + 0.02, 1.12 + 0.04, 1.13 + 0.06])
+    assert bbb[[ALIGNED_LOW, ALIGNED_HIGH]].iloc[0].isna().all()
+    assert plotted["CCC"]["beta_aligned"][1:].tolist() == pytest.approx([1.21, 1.22, 1.23])
+
+    markdown = metrics_plot(rows, SYMBOL, WINDOW_START).value
+    assert markdown.startswith(
+        "beta_aligned (solid, its standard error as a band), the notebook's beta (dashed) and "
+        "cost of equity by window_start"
+    )
 
 
 def test_fewer_symbols_than_the_top_are_all_plotted():

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MetadataValue
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from PIL import Image
 
 from beta_assets.partitions import hourly_partitions
@@ -24,6 +25,8 @@ _PLOT_DPI = 80  # 640 x 400 pixels, readable in the UI
 # The PNG goes into the event log on every materialization: a 64-colour palette makes it about
 # 4x smaller (~25 kB) than matplotlib's true-colour output and looks the same.
 _PLOT_COLOURS = 64
+_PLOTTED_COLUMNS = ["beta", "beta_aligned", "beta_aligned_se", "cost_of_equity", "sample_size"]
+ALIGNED_LOW, ALIGNED_HIGH = "beta_aligned_low", "beta_aligned_high"  # beta_aligned -/+ its se
 
 
 class Stopwatch:
@@ -138,23 +141,38 @@ def preview(rows: pa.Table, sort_by: list[tuple[str, str]]) -> MetadataValue:
 def metrics_plot(
     rows: pa.Table, symbol: str, time_column: str, top: int = PLOT_SYMBOLS
 ) -> MetadataValue:
-    """Beta and cost of equity over time for the `top` symbols by total sample size.
+    """beta_aligned with its standard error, the notebook's beta and cost of equity over time
+    for the `top` symbols by total sample size.
 
     A PNG inside markdown as a data URI: the Dagster UI's markdown renderer allows `data:`
     image sources, so the plot shows on the materialization with nothing stored elsewhere.
     """
     if rows.num_rows == 0:
         return MetadataValue.md("(no rows)")
-    frame = rows.select([symbol, time_column, "beta", "cost_of_equity", "sample_size"]).to_pandas()
-    symbols = top_symbols(frame, symbol, top)
-    picture = _plot_png(frame, symbol, time_column, symbols)
-    names = ", ".join(symbols)
+    plotted = plotted_series(rows, symbol, time_column, top)
+    picture = _plot_png(plotted, time_column)
+    names = ", ".join(plotted)
     low, high = _time_range(rows, time_column)
     return MetadataValue.md(
-        f"Beta and cost of equity by {time_column} ({low} ... {high}, every partition of the "
-        f"run) for the {len(symbols)} symbols with the most pairs: {names}\n\n"
-        f"![beta and cost of equity of {names}](data:image/png;base64,{picture})"
+        f"beta_aligned (solid, its standard error as a band), the notebook's beta (dashed) and "
+        f"cost of equity by {time_column} ({low} ... {high}, every partition of the run) for "
+        f"the {len(plotted)} symbols with the most pairs: {names}\n\n"
+        f"![beta_aligned, beta and cost of equity of {names}](data:image/png;base64,{picture})"
     )
+
+
+def plotted_series(
+    rows: pa.Table, symbol: str, time_column: str, top: int
+) -> dict[str, pd.DataFrame]:
+    """What the plot draws: per top symbol (most pairs first), its windows in time order with
+    beta_aligned's band, beta_aligned minus and plus its standard error."""
+    frame = rows.select([symbol, time_column, *_PLOTTED_COLUMNS]).to_pandas()
+    frame[ALIGNED_LOW] = frame["beta_aligned"] - frame["beta_aligned_se"]
+    frame[ALIGNED_HIGH] = frame["beta_aligned"] + frame["beta_aligned_se"]
+    return {
+        name: frame[frame[symbol] == name].sort_values(time_column).reset_index(drop=True)
+        for name in top_symbols(frame, symbol, top)
+    }
 
 
 def top_symbols(frame: pd.DataFrame, symbol: str, top: int) -> list[str]:
@@ -164,21 +182,28 @@ def top_symbols(frame: pd.DataFrame, symbol: str, top: int) -> list[str]:
     return ranked[symbol].head(top).tolist()
 
 
-def _plot_png(frame: pd.DataFrame, symbol: str, time_column: str, symbols: list[str]) -> str:
+def _plot_png(plotted: dict[str, pd.DataFrame], time_column: str) -> str:
     # A bare Figure renders through Agg without pyplot: no global backend, safe in any thread.
     figure = Figure(figsize=_PLOT_SIZE_INCHES, dpi=_PLOT_DPI, layout="constrained")
-    beta_axes, equity_axes = figure.subplots(2, 1, sharex=True)
-    for name in symbols:
-        series = frame[frame[symbol] == name].sort_values(time_column)
-        beta_axes.plot(series[time_column], series["beta"], label=name, linewidth=1.2)
-        equity_axes.plot(series[time_column], series["cost_of_equity"], linewidth=1.2)
+    beta_axes, equity_axes = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    for rank, (name, series) in enumerate(plotted.items()):
+        colour = f"C{rank % 10}"  # one per symbol: its lines and band in both panels
+        times = series[time_column]
+        beta_axes.fill_between(
+            times, series[ALIGNED_LOW], series[ALIGNED_HIGH], color=colour, alpha=0.2, lw=0
+        )
+        beta_axes.plot(times, series["beta_aligned"], color=colour, linewidth=1.4, label=name)
+        beta_axes.plot(times, series["beta"], color=colour, linewidth=1.0, linestyle="--")
+        equity_axes.plot(times, series["cost_of_equity"], color=colour, linewidth=1.2)
     beta_axes.set_ylabel("beta")
-    equity_axes.set_ylabel("cost of equity")
+    equity_axes.set_ylabel("cost of equity\n(from beta)")
     equity_axes.set_xlabel(f"{time_column} (UTC)")
     locator = AutoDateLocator()
     equity_axes.xaxis.set_major_locator(locator)
     equity_axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    beta_axes.legend(loc="upper left", fontsize="small", ncols=len(symbols))
+    # Above the panels, off the lines: what each kind of line is, then each symbol's colour.
+    handles = _line_kinds() + beta_axes.get_legend_handles_labels()[0]
+    figure.legend(handles=handles, loc="outside upper center", fontsize="small", ncols=len(handles))
     for axes in (beta_axes, equity_axes):
         axes.grid(alpha=0.3)
     rendered = io.BytesIO()
@@ -187,6 +212,14 @@ def _plot_png(frame: pd.DataFrame, symbol: str, time_column: str, symbols: list[
     with Image.open(rendered) as image:
         image.convert("RGB").quantize(colors=_PLOT_COLOURS).save(paletted, "PNG", optimize=True)
     return base64.b64encode(paletted.getvalue()).decode("ascii")
+
+
+def _line_kinds() -> list[Line2D]:
+    """Legend entries for what each kind of line in the beta panel is, whatever the symbol."""
+    return [
+        Line2D([], [], color="black", linewidth=1.4, label="beta_aligned (band: ± se)"),
+        Line2D([], [], color="black", linewidth=1.0, linestyle="--", label="beta (notebook)"),
+    ]
 
 
 def _time_range(rows: pa.Table, column: str) -> tuple[str, str]:

@@ -4,10 +4,11 @@ import argparse
 import os
 import sys
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from beta_assets.feed.check_report import report
-from beta_assets.feed.demo import run_demo
+from beta_assets.feed.demo import RunFailed, run_demo
 from beta_assets.feed.feed import append_sessions, run_live
 from beta_assets.feed.importer import FORMATS, import_capture
 from beta_assets.feed.simulator import SimulationSpec
@@ -15,6 +16,8 @@ from beta_assets.resources import lake_from_environment
 from beta_assets.settings import LAKE_ENV, MARKET_SYMBOL
 from resources.lake import DeltaLake
 from resources.spark import DRIVER_MEMORY, LOCAL_DEFAULTS, connect_server_command
+
+DEMO_LOG = "data/demo-run.log"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +51,17 @@ def _import(args: argparse.Namespace, lake: DeltaLake) -> int:
 
 
 def _demo(args: argparse.Namespace, lake: DeltaLake) -> int:
-    summary = run_demo(lake, _spec(args), print)
+    log_path = Path(args.log_file)
+    try:
+        summary = run_demo(lake, _spec(args), partial(print, flush=True), log_path)
+    except RunFailed as failure:
+        print(f"tickbeta demo: the run failed\n{failure}", file=sys.stderr)
+        print(f"Dagster's event log: {log_path}", file=sys.stderr)
+        return 1
     print()
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\ngold table: {lake.uri('gold_beta_metrics')}")
+    print(f"Dagster's event log: {log_path}")
     return 0
 
 
@@ -101,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="simulate a day, materialize it, compare betas")
     _simulation_options(demo)
+    demo.add_argument(
+        "--log-file", default=DEMO_LOG, help="Dagster's event log of the run (%(default)s)"
+    )
     demo.set_defaults(command=_demo)
 
     checks = commands.add_parser(
