@@ -47,7 +47,7 @@ WARM_SPARK = connect=; $(if $(TICKBETA_SPARK_REMOTE)$(TICKBETA_SPARK_MASTER),,\
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	mkdir -p data
 	$(WARM_SPARK) trap 'kill $$connect 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev -w workspace.yaml
 
 ## The UI with the sensor running (every 5 s) while the simulated feed appends a batch every
 ## 5 s, on the same warm Spark.
@@ -55,7 +55,7 @@ live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	mkdir -p data
 	$(WARM_SPARK) $(BIN)/tickbeta simulate --live --every 5 --symbols 20 --interval 1 & \
 	feed=$$!; trap 'kill $$feed $$connect 2>/dev/null' EXIT INT TERM; \
-	TICKBETA_SENSOR_INTERVAL=5 $(BIN)/dagster dev -w workspace.yaml
+	TICKBETA_SENSOR_INTERVAL=5 $(BIN)/dg dev -w workspace.yaml
 
 ## The benchmark tables: tickbeta vs the notebook's plan and vs the same gold in Polars, checked
 ## equal (20-30 minutes), then the 500-symbol day in every Spark mode (about 10 minutes).

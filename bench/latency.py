@@ -38,7 +38,7 @@ from beta_assets.settings import (
     SPARK_REMOTE_ENV,
     SPARK_UI_ENV,
 )
-from tests.dagster_dev import running_dagster_dev
+from tests.dagster_dev import REPOSITORY, running_dagster_dev
 from tests.servers import spark_connect_server
 
 APPEND_EVERY_SECONDS = 5.0
@@ -67,18 +67,23 @@ SETUPS = {
 class Measured:
     setup: Setup
     latencies: list[float]
-    runs: int
-    failed_runs: int
+    runs: list[RunRecord]
     appends: int
 
     def row(self) -> str:
+        failed = sum(run.dagster_run.status != DagsterRunStatus.SUCCESS for run in self.runs)
+        timed = [run for run in self.runs if run.start_time and run.end_time]
+        # Where a run's time goes: requested -> started (queue, launch), started -> ended.
+        waiting = statistics.median([r.start_time - r.create_timestamp.timestamp() for r in timed])
+        running = statistics.median([r.end_time - r.start_time for r in timed])
         if not self.latencies:
             return f"| {self.setup.name} | {self.setup.symbols} | {self.appends} | 0 | - | - | - |"
         p90 = statistics.quantiles(self.latencies, n=10)[-1] if len(self.latencies) > 1 else 0
         return (
-            f"| {self.setup.name} | {self.setup.symbols} | {self.appends} | {self.runs} "
-            f"({self.failed_runs} failed) | {statistics.median(self.latencies):.1f} | "
-            f"{p90 or max(self.latencies):.1f} | {max(self.latencies):.1f} |"
+            f"| {self.setup.name} | {self.setup.symbols} | {self.appends} | {len(self.runs)} "
+            f"({failed} failed) | {waiting:.1f} | {running:.1f} | "
+            f"{statistics.median(self.latencies):.1f} | {p90 or max(self.latencies):.1f} | "
+            f"{max(self.latencies):.1f} |"
         )
 
 
@@ -137,7 +142,8 @@ def caught_up(home: Path, lake_root: str) -> bool:
     return runs[-1].dagster_run.tags.get(SILVER_VERSION_READ_TAG) == str(newest)
 
 
-def measure(setup: Setup, minutes: float, work: Path) -> Measured:
+def measure(key: str, minutes: float, work: Path) -> Measured:
+    setup = SETUPS[key]
     lake_root, home = str(work / "lake"), work / "dagster_home"
     env = {
         LAKE_ENV: lake_root,
@@ -150,19 +156,17 @@ def measure(setup: Setup, minutes: float, work: Path) -> Measured:
             url = stack.enter_context(spark_connect_server(work, memory=CONNECT_MEMORY))
             env[SPARK_REMOTE_ENV] = url
         stack.enter_context(
-            running_dagster_dev(lake_root, home, env, log_name=f"latency_{setup.symbols}.log")
+            running_dagster_dev(lake_root, home, env, log_name=f"latency_{key}.log")
         )
         started = time.time()
-        subprocess.run(feed_command(lake_root, setup.symbols, minutes * 60), check=True)
+        feed = feed_command(lake_root, setup.symbols, minutes * 60)
+        subprocess.run(feed, check=True, cwd=REPOSITORY, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + CATCH_UP_SECONDS
         while time.monotonic() < deadline and not caught_up(home, lake_root):
             time.sleep(2)
     runs = pipeline_runs(home)
     measured = [(v, t) for v, t in silver_commits(lake_root) if t >= started + WARM_UP_SECONDS]
-    failed = sum(run.dagster_run.status != DagsterRunStatus.SUCCESS for run in runs)
-    return Measured(
-        setup, append_to_gold_latencies(measured, runs), len(runs), failed, len(measured)
-    )
+    return Measured(setup, append_to_gold_latencies(measured, runs), runs, len(measured))
 
 
 def main() -> None:
@@ -173,14 +177,17 @@ def main() -> None:
     rows = []
     for key in args.setups.split(","):
         with tempfile.TemporaryDirectory(prefix=f"tickbeta-latency-{key}-") as work:
-            rows.append(measure(SETUPS[key], args.minutes, Path(work)).row())
+            rows.append(measure(key, args.minutes, Path(work)).row())
             print(rows[-1], flush=True)
     print(
         f"\nappend -> gold latency, s (feed: a batch every {APPEND_EVERY_SECONDS:g} s, a tick a "
         f"second per symbol; first {WARM_UP_SECONDS:g} s of appends left out)"
     )
-    print("| setup | symbols | appends measured | runs | median | p90 | max |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| setup | symbols | appends measured | runs | run queued s (median) | "
+        "run s (median) | latency median | p90 | max |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 

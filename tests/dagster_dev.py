@@ -1,4 +1,4 @@
-"""`dagster dev` (webserver + daemon) started by a test on a free localhost port, and what the
+"""`dg dev` (webserver + daemon) started by a test on a free localhost port, and what the
 tests ask it over GraphQL."""
 
 import os
@@ -101,7 +101,7 @@ def running_dagster_dev(
     startup_timeout: float = 150.0,
     log_name: str = "dagster_dev.log",
 ) -> Iterator[DagsterDev]:
-    """`dagster dev` on the project's workspace.yaml with its own DAGSTER_HOME; stopped after.
+    """`dg dev` on the project's workspace.yaml with its own DAGSTER_HOME; stopped after.
 
     Its code server, run workers and their Spark Python workers import this checkout first (an
     editable install may point at another one). Its output goes to tests/artifacts/`log_name`.
@@ -110,7 +110,8 @@ def running_dagster_dev(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     dev = DagsterDev(free_port(), lake_root, ARTIFACTS / log_name)
     python_path = checkout_python_path()
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
+    # `dg dev`, as `make ui` runs it (`dagster dev` does the same but warns it is superseded).
+    command = [str(Path(sys.executable).parent / "dg"), "dev", "-w", "workspace.yaml"]
     command += ["-h", "127.0.0.1", "-p", str(dev.port)]
     with open(dev.log_path, "w") as log:
         # A session of its own: teardown can end dagster dev and everything it started at once.

@@ -50,8 +50,9 @@ from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_pr
         "volatility, momentum, close price, sample size, cost of equity, is_final (the "
         "streaming query would have emitted it) and the silver version read. Hourly UTC "
         "partitions: partition P holds the windows that start in P and reads joined_returns "
-        "P ... P+2. Each materialization shows a preview and a plot of beta and cost of equity "
-        "for the symbols with the most pairs."
+        "P ... P+2. Each materialization shows a preview and a plot, for the symbols with the "
+        "most pairs, of beta_aligned with its standard-error band beside the notebook's beta, "
+        "and of cost of equity."
     ),
 )
 @retry_transient_failures
