@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +45,10 @@ CLUSTER_DEFAULTS = {
 # user's own spark.driver.extraJavaOptions (spark_config, spark-defaults.conf) are kept.
 DRIVER_DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 EXIT_ON_OUT_OF_MEMORY = "-XX:+ExitOnOutOfMemoryError"
+# The driver's log4j2 settings (warnings and errors, minus start-up noise), unless the user's
+# Java options name their own.
+DRIVER_LOGGING = Path(__file__).with_name("log4j2.properties")
+LOG4J_CONFIGURATION = "-Dlog4j2.configurationFile="
 
 # The Connect client retries an unavailable server for about 10 minutes by default (15
 # retries, backoff x4 up to 60 s), and a run waits that long, even at exit. A run retries a
@@ -172,8 +177,9 @@ class SparkSessionResource(PySparkResource):
         }
         user = {k: str(v) for k, v in self.spark_config.items()}
         java_options = {
-            DRIVER_DEFAULT_JAVA_OPTIONS: with_exit_on_out_of_memory(
-                user.get(DRIVER_DEFAULT_JAVA_OPTIONS, "")
+            DRIVER_DEFAULT_JAVA_OPTIONS: with_quiet_logging(
+                with_exit_on_out_of_memory(user.get(DRIVER_DEFAULT_JAVA_OPTIONS, "")),
+                user.get("spark.driver.extraJavaOptions", ""),
             )
         }
         return {
@@ -193,6 +199,14 @@ def with_exit_on_out_of_memory(java_options: str) -> str:
     if "OnOutOfMemoryError" in java_options:  # Exit..., Crash..., or -XX:OnOutOfMemoryError=cmd
         return java_options
     return f"{EXIT_ON_OUT_OF_MEMORY} {java_options}".strip()
+
+
+def with_quiet_logging(java_options: str, extra_java_options: str) -> str:
+    """`java_options` with the driver logging through DRIVER_LOGGING, unless either option set
+    names a log4j2 configuration already."""
+    if LOG4J_CONFIGURATION in f"{java_options} {extra_java_options}":
+        return java_options
+    return f"{java_options} {LOG4J_CONFIGURATION}{DRIVER_LOGGING.as_uri()}".strip()
 
 
 class SparkUnreachableError(ConnectionError):

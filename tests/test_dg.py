@@ -77,3 +77,6 @@ def test_dg_launch_of_a_range_is_one_run_that_writes_what_the_in_process_run_wri
     assert run.tags[ASSET_PARTITION_RANGE_START_TAG] == first
     assert run.tags[ASSET_PARTITION_RANGE_END_TAG] == last
     assert warning_lines(result.stdout + result.stderr) == []
+    # Nor the Spark driver's start-up lines (resources/log4j2.properties).
+    for noise in ("default log4j profile", "Setting default log level", "NativeCodeLoader"):
+        assert noise not in result.stderr, noise

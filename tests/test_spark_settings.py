@@ -3,6 +3,7 @@
 from beta_assets.resources import spark_from_environment
 from resources.spark import (
     CLUSTER_DEFAULTS,
+    DRIVER_LOGGING,
     EXIT_ON_OUT_OF_MEMORY,
     LOCAL_DEFAULTS,
     SparkSessionResource,
@@ -13,6 +14,7 @@ from resources.spark import (
 DRIVER, EXECUTOR = "spark.driver.memory", "spark.executor.memory"
 DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 EXTRA_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+QUIET_LOGGING = f"-Dlog4j2.configurationFile={DRIVER_LOGGING.as_uri()}"
 
 
 def settings(**fields) -> dict[str, str]:
@@ -54,18 +56,21 @@ def test_memory_comes_from_the_environment():
 
 def test_the_driver_exits_on_out_of_memory_and_a_users_java_options_are_kept():
     plain = settings(master="spark://h:7077")
-    assert plain[DEFAULT_JAVA_OPTIONS] == EXIT_ON_OUT_OF_MEMORY
+    assert plain[DEFAULT_JAVA_OPTIONS].split() == [EXIT_ON_OUT_OF_MEMORY, QUIET_LOGGING]
     assert EXTRA_JAVA_OPTIONS not in plain
 
     users = settings(
         spark_config={EXTRA_JAVA_OPTIONS: "-Dmine=1", DEFAULT_JAVA_OPTIONS: "-Dadmin=1"}
     )
     assert users[EXTRA_JAVA_OPTIONS] == "-Dmine=1"
-    assert users[DEFAULT_JAVA_OPTIONS] == f"{EXIT_ON_OUT_OF_MEMORY} -Dadmin=1"
+    assert users[DEFAULT_JAVA_OPTIONS] == f"{EXIT_ON_OUT_OF_MEMORY} -Dadmin=1 {QUIET_LOGGING}"
 
     # A user who already chose what an OutOfMemoryError does keeps that choice.
     crash = settings(spark_config={DEFAULT_JAVA_OPTIONS: "-XX:+CrashOnOutOfMemoryError"})
-    assert crash[DEFAULT_JAVA_OPTIONS] == "-XX:+CrashOnOutOfMemoryError"
+    assert crash[DEFAULT_JAVA_OPTIONS] == f"-XX:+CrashOnOutOfMemoryError {QUIET_LOGGING}"
+    # So does one with a logging configuration of their own.
+    logging = settings(spark_config={EXTRA_JAVA_OPTIONS: "-Dlog4j2.configurationFile=x.xml"})
+    assert logging[DEFAULT_JAVA_OPTIONS] == EXIT_ON_OUT_OF_MEMORY
 
 
 def test_the_running_driver_jvm_has_the_exit_on_out_of_memory_flag(spark):
@@ -74,6 +79,7 @@ def test_the_running_driver_jvm_has_the_exit_on_out_of_memory_flag(spark):
         jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
     )
     assert EXIT_ON_OUT_OF_MEMORY in arguments
+    assert QUIET_LOGGING in arguments and DRIVER_LOGGING.is_file()
 
 
 def test_the_connect_server_command_exits_on_out_of_memory():
