@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beta_assets.metrics import MARKET_SCHEMA, QUARANTINE_REASON, RAW_PREFIX
-from beta_assets.partitions import HOUR_FORMAT, hour_labels
+from beta_assets.partitions import HOUR_FORMAT
 from beta_assets.settings import (
     CHANGE,
     EVENT_TIME,
@@ -26,6 +26,7 @@ from beta_assets.settings import (
     SILVER_COLUMNS,
     SILVER_VERSION,
 )
+from beta_assets.storage import hour_app_id, recorded_versions, writable_hours
 from resources.lake import DeltaLake
 
 UNPARSED_HOUR = "unparsed"
@@ -80,14 +81,31 @@ def write_quarantine(
     rows: pa.Table,
     start: datetime,
     end: datetime,
+    silver_version: int,
     commit_metadata: dict[str, str],
-) -> None:
-    """Replace the hours [start, end) of the quarantine; add unseen rows without a time."""
+) -> tuple[str, ...]:
+    """Replace the hours [start, end) of the quarantine; add unseen rows without a time.
+
+    As with the derived tables, an hour recorded from a newer silver version is kept as it is
+    (returned): a slow or re-executed run must not bring back rows that silver no longer has.
+    """
+    recorded = recorded_versions(lake, QUARANTINE_TABLE, start, end)
+    hours, kept = writable_hours(recorded, silver_version)
     unparsed = pc.equal(rows.column(PARTITION_HOUR), UNPARSED_HOUR)
-    timed = rows.filter(pc.invert(unparsed))
+    timed = rows.filter(
+        pc.and_(
+            pc.invert(unparsed), pc.is_in(rows.column(PARTITION_HOUR), pa.array(hours, pa.string()))
+        )
+    )
     lake.replace_partitions(
-        QUARANTINE_TABLE, timed, PARTITION_HOUR, hour_labels(start, end), commit_metadata
+        QUARANTINE_TABLE,
+        timed,
+        PARTITION_HOUR,
+        hours,
+        commit_metadata,
+        app_versions={hour_app_id(QUARANTINE_TABLE, hour): silver_version for hour in hours},
     )
     untimed = rows.filter(unparsed)
     if untimed.num_rows:
         lake.insert_missing(QUARANTINE_TABLE, untimed, ROW_KEY, commit_metadata)
+    return kept

@@ -246,6 +246,25 @@ def hour_app_id(table: str, hour: str) -> str:
     return f"tickbeta/{table}/{hour}"
 
 
+def recorded_versions(
+    lake: DeltaLake, table: str, start: datetime, end: datetime
+) -> dict[str, int | None]:
+    """Per hour of [start, end): the silver version its rows were computed from, if any."""
+    snapshot = lake.open(table)
+    return {
+        hour: snapshot.transaction_version(hour_app_id(table, hour)) if snapshot else None
+        for hour in hour_labels(start, end)
+    }
+
+
+def writable_hours(
+    recorded: dict[str, int | None], silver_version: int
+) -> tuple[list[str], tuple[str, ...]]:
+    """(hours a run of `silver_version` may replace, hours recorded from a newer version)."""
+    kept = tuple(h for h, v in recorded.items() if v is not None and v > silver_version)
+    return [hour for hour in recorded if hour not in kept], kept
+
+
 def write_hours(
     lake: DeltaLake,
     table: str,
@@ -262,13 +281,8 @@ def write_hours(
     Writes never go back in time: an hour that the table holds from a newer silver version than
     `silver_version` is kept as it is (a slow or re-executed run computed it from older data).
     """
-    snapshot = lake.open(table)
-    recorded = {
-        hour: snapshot.transaction_version(hour_app_id(table, hour)) if snapshot else None
-        for hour in hour_labels(start, end)
-    }
-    kept = tuple(h for h, v in recorded.items() if v is not None and v > silver_version)
-    hours = [hour for hour in recorded if hour not in kept]
+    recorded = recorded_versions(lake, table, start, end)
+    hours, kept = writable_hours(recorded, silver_version)
     labels = pc.strftime(rows.column(time_column), format=HOUR_FORMAT).cast(pa.string())
     stamped = (
         rows.append_column(SILVER_VERSION, pa.array([silver_version] * rows.num_rows, pa.int64()))

@@ -9,7 +9,9 @@ from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstruc
 from deltalake import DeltaTable
 
 from beta_assets.band import BUCKET_START
+from beta_assets.metrics import QUARANTINE_REASON, RAW_PREFIX
 from beta_assets.partitions import hour_of_key
+from beta_assets.quarantine import quarantine_rows, write_quarantine
 from beta_assets.settings import (
     EVENT_TIME,
     GOLD_TABLE,
@@ -18,6 +20,9 @@ from beta_assets.settings import (
     MARKET_EVENT_TIME,
     PARTITION_HOUR,
     PARTITION_SPAN,
+    PRICE,
+    QUARANTINE_TABLE,
+    SILVER_COLUMNS,
     SILVER_TABLE,
     SILVER_VERSION,
     SPY_RETURNS_TABLE,
@@ -137,3 +142,25 @@ def test_a_run_whose_hours_are_all_kept_newer_passes_its_checks(lake_root):
     counted = checks["every_ticker_tick_in_a_bucket"]
     assert counted.passed, counted.description
     assert counted.metadata["ticks_in_buckets"].value > 0
+
+
+def rejected_rows(minutes: list[int], price: str) -> pa.Table:
+    """Rows the pipeline rejected in hour 14, as `quarantine_rows` receives them."""
+    times = pa.array([datasets.at(14, m) for m in minutes], pa.timestamp("us", tz="UTC"))
+    raw = {f"{RAW_PREFIX}{name}": [price] * len(minutes) for name in SILVER_COLUMNS}
+    return pa.table(
+        {**raw, EVENT_TIME: times, QUARANTINE_REASON: ["non_positive_price"] * len(minutes)}
+    )
+
+
+def test_a_quarantined_hour_from_a_newer_silver_version_is_kept(lake_root):
+    lake = DeltaLake(root=lake_root)
+    hour = (datasets.at(14), datasets.at(15))
+    write_quarantine(lake, quarantine_rows(rejected_rows([5], "-1"), 5), *hour, 5, {})
+
+    kept = write_quarantine(lake, quarantine_rows(rejected_rows([5, 6], "-2"), 3), *hour, 3, {})
+
+    assert kept == ("2026-01-05T14",)
+    rows = lake.require(QUARANTINE_TABLE).to_pyarrow_table()
+    assert rows.column(PRICE).to_pylist() == ["-1"]  # raw values are kept as text
+    assert rows.column(SILVER_VERSION).to_pylist() == [5]

@@ -102,7 +102,8 @@ def spy_returns(
     market_rows, rejected = split_rows(rows)
     market, duplicates = market_series_rows(market_rows)
     commit = commit_metadata(context, silver.version)
-    write_quarantine(lake, quarantine_rows(rejected, silver.version), start, end, commit)
+    quarantined = quarantine_rows(rejected, silver.version)
+    write_quarantine(lake, quarantined, start, end, silver.version, commit)
     written = write_hours(
         lake, SPY_RETURNS_TABLE, market, MARKET_EVENT_TIME, start, end, silver.version, commit
     )
