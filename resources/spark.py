@@ -125,9 +125,9 @@ class SparkSessionResource(PySparkResource):
         for key, value in self._settings().items():
             builder = builder.config(key, value)
         try:
-            session = builder.getOrCreate()
+            session = started_within(builder, self.master) if is_cluster else builder.getOrCreate()
         except Exception as error:
-            if not is_cluster:
+            if not is_cluster or isinstance(error, SparkUnreachableError):
                 raise
             # Spark's own error ("Cannot call methods on a stopped SparkContext") does not say
             # which cluster refused the application.
@@ -289,6 +289,38 @@ def _discard(session: SparkSession) -> None:
 # Spark retries registering with a master that does not answer 3 times, 20 s apart (fixed),
 # then stops the context with "Cannot call methods on a stopped SparkContext": 74 s measured.
 MASTER_CONNECT_SECONDS = 10.0
+
+
+# A session on a cluster is up once a master registered the application: about 10-15 s of JVM
+# start here, the registration itself well under a second. Something else listening on the
+# master's port (a port mix-up) would otherwise hold the run for 74 s (above).
+SESSION_START_SECONDS = 40.0
+
+
+def started_within(
+    builder: SparkSession.Builder, master: str, seconds: float = SESSION_START_SECONDS
+) -> SparkSession:
+    """`builder.getOrCreate()`, or a `SparkUnreachableError` after `seconds`. The attempt goes
+    on in a daemon thread, which the failing run's process does not wait for at exit."""
+    outcome: dict[str, Any] = {}
+
+    def start() -> None:
+        try:
+            outcome["session"] = builder.getOrCreate()
+        except Exception as error:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = error
+
+    starting = threading.Thread(target=start, name="tickbeta-session-start", daemon=True)
+    starting.start()
+    starting.join(seconds)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "session" not in outcome:
+        raise SparkUnreachableError(
+            f"Spark master {master} accepted a connection but registered no application "
+            f"within {seconds:.0f} s: is a Spark standalone master listening there?"
+        )
+    return outcome["session"]
 
 
 def check_master_reachable(master: str) -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -113,6 +114,16 @@ def test_an_unreachable_master_fails_the_run_within_a_minute(tmp_path):
     result = materialize_from_cli(tmp_path, {SPARK_MASTER_ENV: url})
     assert_failed_fast(result, url)
     assert "SparkUnreachableError" in result.output
+
+
+def test_a_master_url_on_a_port_that_is_not_a_master_fails_the_run_within_a_minute(tmp_path):
+    with socket.socket() as listener:  # accepts connections, never speaks Spark
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        url = f"spark://127.0.0.1:{listener.getsockname()[1]}"
+        result = materialize_from_cli(tmp_path, {SPARK_MASTER_ENV: url})
+    assert_failed_fast(result, url)
+    assert "registered no application" in result.output
 
 
 def test_an_unreachable_connect_url_with_a_token_names_the_server_not_the_token(tmp_path):
