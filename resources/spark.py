@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -56,6 +56,7 @@ LOG4J_CONFIGURATION = "-Dlog4j2.configurationFile="
 # died fails the run after about 3 x 8 + 2 x 10 = 44 s; one that restarts within that is
 # picked up again.
 CONNECT_RETRY_SECONDS = 8.0
+CONNECT_PROBE_SECONDS = 50.0
 
 SESSION_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
@@ -148,7 +149,14 @@ class SparkSessionResource(PySparkResource):
         session = SparkSession.builder.remote(url).getOrCreate()
         session.client.set_retry_policies([BoundedConnectRetries(url, self.connect_retry_seconds)])
         try:
-            session.version  # noqa: B018 - the probe: one round trip to the server
+            # The probe: one round trip, bounded by the retries above (the deadline is a
+            # backstop); waited for where a SIGTERM can end the run at once.
+            interruptible(
+                lambda: session.version,
+                CONNECT_PROBE_SECONDS,
+                f"Spark Connect server {redacted_url(url)} did not answer within "
+                f"{CONNECT_PROBE_SECONDS:.0f} s",
+            )
         except Exception as error:
             _discard(session)
             if isinstance(error, SparkUnreachableError):
@@ -300,27 +308,40 @@ SESSION_START_SECONDS = 40.0
 def started_within(
     builder: SparkSession.Builder, master: str, seconds: float = SESSION_START_SECONDS
 ) -> SparkSession:
-    """`builder.getOrCreate()`, or a `SparkUnreachableError` after `seconds`. The attempt goes
-    on in a daemon thread, which the failing run's process does not wait for at exit."""
+    """`builder.getOrCreate()`, or a `SparkUnreachableError` after `seconds`."""
+    return interruptible(
+        builder.getOrCreate,
+        seconds,
+        f"Spark master {master} accepted a connection but registered no application within "
+        f"{seconds:.0f} s: is a Spark standalone master listening there?",
+    )
+
+
+Result = TypeVar("Result")
+
+
+def interruptible(call: Callable[[], Result], seconds: float, timeout_message: str) -> Result:
+    """`call()` in a daemon thread while this one waits in Python, where a signal's handler can
+    run: a SIGTERM (Dagster's run termination) ends the wait at once, where a wait inside
+    Spark's JVM bridge or gRPC would hold it until the call returns. After `seconds`, a
+    `SparkUnreachableError(timeout_message)`; the call goes on in its thread, which the
+    failing process does not wait for at exit."""
     outcome: dict[str, Any] = {}
 
-    def start() -> None:
+    def calling() -> None:
         try:
-            outcome["session"] = builder.getOrCreate()
-        except Exception as error:  # noqa: BLE001 - handed to the caller below
+            outcome["result"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
             outcome["error"] = error
 
-    starting = threading.Thread(target=start, name="tickbeta-session-start", daemon=True)
-    starting.start()
-    starting.join(seconds)
+    worker = threading.Thread(target=calling, name="tickbeta-spark-call", daemon=True)
+    worker.start()
+    worker.join(seconds)
     if "error" in outcome:
         raise outcome["error"]
-    if "session" not in outcome:
-        raise SparkUnreachableError(
-            f"Spark master {master} accepted a connection but registered no application "
-            f"within {seconds:.0f} s: is a Spark standalone master listening there?"
-        )
-    return outcome["session"]
+    if "result" not in outcome:
+        raise SparkUnreachableError(timeout_message)
+    return outcome["result"]
 
 
 def check_master_reachable(master: str) -> None:

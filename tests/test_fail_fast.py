@@ -32,6 +32,8 @@ BIN = Path(sys.executable).parent
 FAIL_WITHIN = 60.0  # seconds: the promise
 PROCESS_TIMEOUT = 90.0  # seconds: past this a process is hanging, not failing slowly
 JOB_START_TIMEOUT = 120.0  # seconds: a driver JVM and its executors starting on 2 busy cores
+SIGTERM_AFTER_SECONDS = 6.0  # the run is then in resource initialisation, waiting on Spark
+SIGTERM_EXIT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,11 @@ def assert_failed_fast(result: Ended, url: str) -> None:
 
 
 def materialize_from_cli(tmp_path: Path, spark_env: dict[str, str]) -> Ended:
+    begin = time.monotonic()
+    return ended(materialize_in_background(tmp_path, spark_env), begin)
+
+
+def materialize_in_background(tmp_path: Path, spark_env: dict[str, str]) -> subprocess.Popen:
     """`dagster asset materialize ... --select '*' --partition <key>` over a small lake, with a
     DAGSTER_HOME made as the README says."""
     ticks = datasets.simulated(symbols=2, interval=120.0, seed=61)
@@ -98,8 +105,7 @@ def materialize_from_cli(tmp_path: Path, spark_env: dict[str, str]) -> Ended:
         *("asset", "materialize", "-m", "beta_assets.definitions"),
         *("--select", "*", "--partition", covering_keys(ticks)[0]),
     ]
-    begin = time.monotonic()
-    return ended(started(command, env), begin)
+    return started(command, env)
 
 
 def test_an_unreachable_connect_url_fails_the_run_within_a_minute(tmp_path):
@@ -116,11 +122,37 @@ def test_an_unreachable_master_fails_the_run_within_a_minute(tmp_path):
     assert "SparkUnreachableError" in result.output
 
 
-def test_a_master_url_on_a_port_that_is_not_a_master_fails_the_run_within_a_minute(tmp_path):
-    with socket.socket() as listener:  # accepts connections, never speaks Spark
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """A localhost port that accepts connections and never answers: a hung server."""
+    with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
-        url = f"spark://127.0.0.1:{listener.getsockname()[1]}"
+        yield listener.getsockname()[1]
+
+
+def test_a_connect_server_that_never_answers_fails_the_run_within_a_minute(tmp_path):
+    with silent_listener() as port:
+        url = f"sc://127.0.0.1:{port}"
+        result = materialize_from_cli(tmp_path, {SPARK_REMOTE_ENV: url})
+    assert_failed_fast(result, url)
+    assert "SparkUnreachableError" in result.output
+
+
+def test_a_run_waiting_on_a_silent_server_exits_on_sigterm(tmp_path):
+    with silent_listener() as port:
+        process = materialize_in_background(tmp_path, {SPARK_REMOTE_ENV: f"sc://127.0.0.1:{port}"})
+        time.sleep(SIGTERM_AFTER_SECONDS)
+        assert process.poll() is None, "the run ended before the signal"
+        os.kill(process.pid, signal.SIGTERM)
+        result = ended(process, time.monotonic())
+    print(f"exit {result.returncode} {result.seconds:.1f} s after SIGTERM")
+    assert result.seconds < SIGTERM_EXIT_SECONDS, result.output[-3000:]
+
+
+def test_a_master_url_on_a_port_that_is_not_a_master_fails_the_run_within_a_minute(tmp_path):
+    with silent_listener() as port:  # accepts connections, never speaks Spark
+        url = f"spark://127.0.0.1:{port}"
         result = materialize_from_cli(tmp_path, {SPARK_MASTER_ENV: url})
     assert_failed_fast(result, url)
     assert "registered no application" in result.output
