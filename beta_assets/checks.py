@@ -29,6 +29,7 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from deltalake import DeltaTable
 from pandera.errors import SchemaErrors
+from pyspark.sql import DataFrame
 
 from beta_assets.assets.silver import pinned_silver, whole_table_hours
 from beta_assets.band import BUCKET_START
@@ -409,7 +410,7 @@ def silver_ticks_checks(
 ) -> Iterator[AssetCheckResult]:
     snapshot = pinned_silver(lake)
     hours = hours_of_run(context.run.tags) or whole_table_hours(lake, snapshot)
-    yield from silver_results(spark, lake, metrics, snapshot, hours)
+    yield from silver_results(spark, lake, metrics, snapshot, hours, context.run.run_id)
 
 
 def silver_results(
@@ -418,8 +419,11 @@ def silver_results(
     metrics: BetaMetricsConfig,
     snapshot: DeltaTable,
     hours: tuple[datetime, datetime],
+    run_id: str,
 ) -> Iterator[AssetCheckResult]:
-    """Silver's checks over the hours [start, end) of a snapshot."""
+    """Silver's checks over the hours [start, end) of a snapshot, in one Spark pass unless
+    some tick hash repeats. The counts are kept for the run's later steps
+    (`counted_valid_ticker_ticks`)."""
     try:
         silver_schema(snapshot)
     except SilverSchemaError as error:
@@ -431,9 +435,48 @@ def silver_results(
     start, end = hours
     typed = typed_ticks(read_silver(spark.spark_session, lake, snapshot, start, end).frame)
     counts = silver_quality_counts(typed, metrics.settings().market_symbol, start, end).toPandas()
+    _silver_counts[(run_id, snapshot.version())] = (start, end, counts)
     yield _value_shares(counts, metrics.max_bad_share)
-    yield _duplicates(duplicate_tick_count(valid_ticks(in_time_range(typed, start, end))))
+    yield _duplicates(_exact_duplicates(typed, counts, start, end))
     yield _market_every_hour(counts)
+
+
+def _exact_duplicates(
+    typed: DataFrame, counts: pd.DataFrame, start: datetime, end: datetime
+) -> int:
+    valid = counts[QUARANTINE_REASON].isna()
+    if not counts["repeated_hashes"].where(valid, 0).sum():
+        return 0  # identical ticks share a hash: without a repeated hash there is no duplicate
+    return duplicate_tick_count(valid_ticks(in_time_range(typed, start, end)))
+
+
+# Silver's tick counts by (run, silver version): (start, end, counts per hour) of the hours
+# that silver's checks counted in this process.
+_silver_counts: dict[tuple[str, int], tuple[datetime, datetime, pd.DataFrame]] = {}
+
+
+def counted_valid_ticker_ticks(
+    run_id: str, silver_version: int, start: datetime, end: datetime
+) -> int | None:
+    """The valid non-market ticks of silver in the hours [start, end), as silver's checks
+    counted them in this run (independently of joined_returns' buckets); None when they did
+    not count those hours here."""
+    counted = _silver_counts.get((run_id, silver_version))
+    if counted is None or not (counted[0] <= start and end <= counted[1]):
+        return None
+    counts = counted[2]
+    hour = counts["hour"].dt.tz_localize(None) if counts["hour"].dt.tz else counts["hour"]
+    wanted = (
+        counts[QUARANTINE_REASON].isna()
+        & ~counts["is_market"].astype(bool)
+        & (hour >= _naive_utc(start))
+        & (hour < _naive_utc(end))
+    )
+    return int(counts["count"].where(wanted, 0).sum())
+
+
+def _naive_utc(moment: datetime) -> pd.Timestamp:
+    return pd.Timestamp(moment).tz_convert("UTC").tz_localize(None)
 
 
 BLOCKING_SILVER_CHECKS = {spec.name for spec in SILVER_CHECKS if spec.blocking}
@@ -458,7 +501,7 @@ def require_usable_silver(
     if guarded in _guarded_runs or _silver_checked_in_run(context):
         return
     hours = hours_of_run(context.run.tags) or context.partition_time_window
-    results = list(silver_results(spark, lake, metrics, snapshot, tuple(hours)))
+    results = list(silver_results(spark, lake, metrics, snapshot, tuple(hours), context.run_id))
     failed = [r for r in results if not r.passed and r.check_name in BLOCKING_SILVER_CHECKS]
     if failed:
         raise Failure(

@@ -148,16 +148,25 @@ def silver_quality_counts(
     typed: DataFrame, market_symbol: str, start: datetime, end: datetime
 ) -> DataFrame:
     """Tick counts per (hour, quarantine reason, is market) in [start, end), plus the rows
-    with no usable event time (hour null)."""
+    with no usable event time (hour null), in one pass with `repeated_hashes`: the ticks of
+    a group whose 64-bit hash of (symbol, time, price, change) another tick of the group has.
+
+    Identical ticks share a group and a hash, so a group with no repeated hash holds no exact
+    duplicate; only when some hash repeats does `duplicate_tick_count` compare values.
+    """
     event_time = F.col(EVENT_TIME)
     scoped = typed.filter(
         event_time.isNull() | ((event_time >= F.lit(start)) & (event_time < F.lit(end)))
     )
-    return scoped.groupBy(
+    group = [
         F.date_trunc("hour", event_time).alias("hour"),
         F.col(QUARANTINE_REASON),
         F.coalesce(F.col(SYMBOL) == market_symbol, F.lit(False)).alias("is_market"),
-    ).count()
+    ]
+    per_hash = scoped.groupBy(*group, _tick_hash().alias("tick_hash")).count()
+    return per_hash.groupBy("hour", QUARANTINE_REASON, "is_market").agg(
+        F.sum("count").alias("count"), F.sum(F.col("count") - 1).alias("repeated_hashes")
+    )
 
 
 def latest_event_micros_per_side(typed: DataFrame, market_symbol: str) -> DataFrame:
@@ -178,7 +187,7 @@ def duplicate_tick_count(ticks: DataFrame) -> int:
     the ticks whose hash repeats are then compared value by value (collisions count 0).
     """
     identity = [SYMBOL, EVENT_TIME, PRICE, CHANGE]
-    hashed = ticks.withColumn("tick_hash", F.xxhash64(*identity))
+    hashed = ticks.withColumn("tick_hash", _tick_hash())
     repeated = hashed.groupBy("tick_hash").count().filter("count > 1").select("tick_hash")
     if repeated.isEmpty():
         return 0
@@ -187,13 +196,16 @@ def duplicate_tick_count(ticks: DataFrame) -> int:
     return int(copies.agg(F.sum(F.col("count") - 1)).first()[0] or 0)
 
 
+def _tick_hash() -> Column:
+    return F.xxhash64(F.col(SYMBOL), F.col(EVENT_TIME), F.col(PRICE), F.col(CHANGE))
+
+
 def with_noise(ticks: DataFrame, amplitude: float) -> DataFrame:
     """The notebook's (rand() - 0.5) * amplitude, drawn from a hash of the tick itself.
 
     The same tick gets the same noise on every run, so reruns reproduce the table.
     """
-    tick_hash = F.xxhash64(F.col(SYMBOL), F.col(EVENT_TIME), F.col(PRICE), F.col(CHANGE))
-    mantissa = tick_hash.bitwiseAND(F.lit((1 << _UNIT_INTERVAL_BITS) - 1))
+    mantissa = _tick_hash().bitwiseAND(F.lit((1 << _UNIT_INTERVAL_BITS) - 1))
     uniform = mantissa.cast("double") / F.lit(float(1 << _UNIT_INTERVAL_BITS))
     return ticks.withColumn(CHANGE, F.col(CHANGE) + (uniform - F.lit(0.5)) * F.lit(amplitude))
 

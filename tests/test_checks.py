@@ -22,8 +22,10 @@ from beta_assets.metrics import MetricSettings
 from beta_assets.settings import (
     GOLD_TABLE,
     JOINED_RETURNS_TABLE,
+    PRICE,
     QUARANTINE_TABLE,
     SPY_RETURNS_TABLE,
+    SYMBOL,
 )
 from resources.lake import DeltaLake
 from tests import datasets
@@ -118,6 +120,32 @@ def test_a_replayed_file_warns_but_does_not_block(lake_root):
     assert not duplicates.passed and duplicates.severity == AssetCheckSeverity.WARN
     assert duplicates.metadata["duplicate_ticks"].value == ticks.num_rows
     assert result.success and DeltaLake(root=lake_root).open(GOLD_TABLE) is not None
+
+
+def test_the_bucket_check_counts_the_valid_ticker_ticks_of_silver(lake_root):
+    """Silver's own count (made by silver's checks for the run) leaves out bad ticks and the
+    market, whichever path guarded the run."""
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=68)
+    ticker_rows = np.flatnonzero(pc.not_equal(ticks.column(SYMBOL), SETTINGS.market_symbol))
+    prices = ticks.column(PRICE).to_numpy().copy()
+    prices[ticker_rows[:3]] = np.nan  # 3 unusable ticker ticks, under the bad-share bound
+    ticks = ticks.set_column(ticks.schema.get_field_index(PRICE), PRICE, pa.array(prices))
+    expected = len(ticker_rows) - 3
+    with_checks = run_with_checks(lake_root + "_checked", ticks)
+    write_silver(lake_root, ticks)
+    guarded = run_range(lake_root, *covering_keys(ticks))
+    for result in (with_checks, guarded):
+        check = evaluations(result)["every_ticker_tick_in_a_bucket"]
+        assert check.passed and check.metadata["valid_ticker_ticks"].value == expected
+
+
+def test_buckets_that_miss_a_tick_fail_the_bucket_check(good_lake):
+    root, _ = good_lake
+    buckets = table(root, JOINED_RETURNS_TABLE)
+    counters = ("paired_ticks", "unpaired_ticks", "duplicate_ticks")
+    in_buckets = sum(pc.sum(buckets.column(name)).as_py() for name in counters)
+    results = {r.check_name: r for r in joined_returns_results(buckets, buckets, in_buckets + 1)}
+    assert not results["every_ticker_tick_in_a_bucket"].passed
 
 
 def test_an_hour_without_market_ticks_warns_naming_the_hour(lake_root):
