@@ -29,7 +29,6 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from deltalake import DeltaTable
 from pandera.errors import SchemaErrors
-from pyspark.sql import DataFrame
 
 from beta_assets.assets.silver import pinned_silver, whole_table_hours
 from beta_assets.band import BUCKET_START
@@ -421,9 +420,8 @@ def silver_results(
     hours: tuple[datetime, datetime],
     run_id: str,
 ) -> Iterator[AssetCheckResult]:
-    """Silver's checks over the hours [start, end) of a snapshot, in one Spark pass unless
-    some tick hash repeats. The counts are kept for the run's later steps
-    (`counted_valid_ticker_ticks`)."""
+    """Silver's checks over the hours [start, end) of a snapshot. The tick counts are kept for
+    the run's later steps (`counted_valid_ticker_ticks`)."""
     try:
         silver_schema(snapshot)
     except SilverSchemaError as error:
@@ -437,17 +435,8 @@ def silver_results(
     counts = silver_quality_counts(typed, metrics.settings().market_symbol, start, end).toPandas()
     _silver_counts[(run_id, snapshot.version())] = (start, end, counts)
     yield _value_shares(counts, metrics.max_bad_share)
-    yield _duplicates(_exact_duplicates(typed, counts, start, end))
+    yield _duplicates(duplicate_tick_count(valid_ticks(in_time_range(typed, start, end))))
     yield _market_every_hour(counts)
-
-
-def _exact_duplicates(
-    typed: DataFrame, counts: pd.DataFrame, start: datetime, end: datetime
-) -> int:
-    valid = counts[QUARANTINE_REASON].isna()
-    if not counts["repeated_hashes"].where(valid, 0).sum():
-        return 0  # identical ticks share a hash: without a repeated hash there is no duplicate
-    return duplicate_tick_count(valid_ticks(in_time_range(typed, start, end)))
 
 
 # Silver's tick counts by (run, silver version): (start, end, counts per hour) of the hours

@@ -148,25 +148,16 @@ def silver_quality_counts(
     typed: DataFrame, market_symbol: str, start: datetime, end: datetime
 ) -> DataFrame:
     """Tick counts per (hour, quarantine reason, is market) in [start, end), plus the rows
-    with no usable event time (hour null), in one pass with `repeated_hashes`: the ticks of
-    a group whose 64-bit hash of (symbol, time, price, change) another tick of the group has.
-
-    Identical ticks share a group and a hash, so a group with no repeated hash holds no exact
-    duplicate; only when some hash repeats does `duplicate_tick_count` compare values.
-    """
+    with no usable event time (hour null)."""
     event_time = F.col(EVENT_TIME)
     scoped = typed.filter(
         event_time.isNull() | ((event_time >= F.lit(start)) & (event_time < F.lit(end)))
     )
-    group = [
+    return scoped.groupBy(
         F.date_trunc("hour", event_time).alias("hour"),
         F.col(QUARANTINE_REASON),
         F.coalesce(F.col(SYMBOL) == market_symbol, F.lit(False)).alias("is_market"),
-    ]
-    per_hash = scoped.groupBy(*group, _tick_hash().alias("tick_hash")).count()
-    return per_hash.groupBy("hour", QUARANTINE_REASON, "is_market").agg(
-        F.sum("count").alias("count"), F.sum(F.col("count") - 1).alias("repeated_hashes")
-    )
+    ).count()
 
 
 def latest_event_micros_per_side(typed: DataFrame, market_symbol: str) -> DataFrame:
