@@ -56,7 +56,8 @@ from beta_assets.settings import (
     SYMBOL,
     WINDOW,
 )
-from beta_assets.storage import SilverSchemaError, read_silver, silver_schema
+from beta_assets.storage import SilverSchemaError, micros_to_utc, read_silver, silver_schema
+from beta_assets.watermarks import HighWaterMarks, newest_event_time
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource
 
@@ -462,6 +463,23 @@ def counted_valid_ticker_ticks(
         & (hour < _naive_utc(end))
     )
     return int(counts["count"].where(wanted, 0).sum())
+
+
+def counted_high_water_marks(run_id: str, snapshot: DeltaTable) -> HighWaterMarks | None:
+    """Silver's high-water marks from the counts silver's checks made in this run, when those
+    hours reach past silver's newest tick (by its file statistics) and hold ticks of both
+    sides; else None. The same marks as `silver_high_water_marks`, without another read."""
+    counted = _silver_counts.get((run_id, snapshot.version()))
+    newest = newest_event_time(snapshot)
+    if counted is None or newest is None or newest >= counted[1]:
+        return None
+    counts = counted[2]
+    latest = counts.groupby(counts["is_market"].astype(bool))["latest_micros"].max()
+    sides = {side: latest.get(side) for side in (True, False)}
+    if any(micros is None or pd.isna(micros) for micros in sides.values()):
+        return None
+    market, tickers = (micros_to_utc(int(sides[side])) for side in (True, False))
+    return HighWaterMarks(market=market, tickers=tickers)
 
 
 def _naive_utc(moment: datetime) -> pd.Timestamp:

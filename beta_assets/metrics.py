@@ -148,7 +148,8 @@ def silver_quality_counts(
     typed: DataFrame, market_symbol: str, start: datetime, end: datetime
 ) -> DataFrame:
     """Tick counts per (hour, quarantine reason, is market) in [start, end), plus the rows
-    with no usable event time (hour null)."""
+    with no usable event time (hour null), and each group's latest event time (epoch
+    microseconds) among the ticks that move a watermark."""
     event_time = F.col(EVENT_TIME)
     scoped = typed.filter(
         event_time.isNull() | ((event_time >= F.lit(start)) & (event_time < F.lit(end)))
@@ -157,18 +158,27 @@ def silver_quality_counts(
         F.date_trunc("hour", event_time).alias("hour"),
         F.col(QUARANTINE_REASON),
         F.coalesce(F.col(SYMBOL) == market_symbol, F.lit(False)).alias("is_market"),
-    ).count()
+    ).agg(F.count(F.lit(1)).alias("count"), _latest_moving_micros().alias("latest_micros"))
 
 
 def latest_event_micros_per_side(typed: DataFrame, market_symbol: str) -> DataFrame:
     """(is_market, latest event time in epoch microseconds) of the ticks that move a watermark:
     those with a symbol and a usable event time, whatever their price (as in the notebook's
     stream). Microseconds, not timestamps: collected, they do not depend on the local zone."""
-    symbol, event_time = F.col(SYMBOL), F.col(EVENT_TIME)
-    moving = typed.filter(symbol.isNotNull() & (symbol != "") & event_time.isNotNull())
+    symbol = F.col(SYMBOL)
+    moving = typed.filter(_moves_watermark())
     return moving.groupBy((symbol == market_symbol).alias("is_market")).agg(
-        F.max(F.unix_micros(event_time)).alias("latest_micros")
+        _latest_moving_micros().alias("latest_micros")
     )
+
+
+def _moves_watermark() -> Column:
+    symbol = F.col(SYMBOL)
+    return symbol.isNotNull() & (symbol != "") & F.col(EVENT_TIME).isNotNull()
+
+
+def _latest_moving_micros() -> Column:
+    return F.max(F.when(_moves_watermark(), F.unix_micros(F.col(EVENT_TIME))))
 
 
 def duplicate_tick_count(ticks: DataFrame) -> int:

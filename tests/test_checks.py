@@ -13,6 +13,7 @@ from dagster._core.storage.tags import (
 )
 
 from beta_assets.checks import (
+    counted_high_water_marks,
     gold_results,
     joined_returns_results,
     silver_ticks_checks,
@@ -20,13 +21,16 @@ from beta_assets.checks import (
 )
 from beta_assets.metrics import MetricSettings
 from beta_assets.settings import (
+    EVENT_TIME,
     GOLD_TABLE,
     JOINED_RETURNS_TABLE,
     PRICE,
     QUARANTINE_TABLE,
+    SILVER_TABLE,
     SPY_RETURNS_TABLE,
     SYMBOL,
 )
+from beta_assets.storage import silver_high_water_marks
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.pipeline import (
@@ -137,6 +141,27 @@ def test_the_bucket_check_counts_the_valid_ticker_ticks_of_silver(lake_root):
     for result in (with_checks, guarded):
         check = evaluations(result)["every_ticker_tick_in_a_bucket"]
         assert check.passed and check.metadata["valid_ticker_ticks"].value == expected
+
+
+def test_high_water_marks_from_silver_counts_equal_a_read_of_silver(lake_root, spark):
+    """Gold takes silver's high-water marks from the counts of silver's checks: the same marks
+    as reading silver, with a ticker tick of unusable price moving its side and a tick with
+    no symbol moving none."""
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=69)
+    latest = max(ticks.column(EVENT_TIME).to_pylist())
+    late = datasets.ticks(
+        [
+            ("T001", float("nan"), 0.1, latest + timedelta(seconds=30, microseconds=7)),
+            ("", 10.0, 0.1, latest + timedelta(seconds=60)),
+        ]
+    )
+    result = run_with_checks(lake_root, pa.concat_tables([ticks, late]))
+    lake = DeltaLake(root=lake_root)
+    snapshot = lake.require(SILVER_TABLE)
+    counted = counted_high_water_marks(result.run_id, snapshot)
+    read = silver_high_water_marks(spark, lake, snapshot, SETTINGS.market_symbol)
+    assert counted == read
+    assert counted.tickers == latest + timedelta(seconds=30, microseconds=7)
 
 
 def test_buckets_that_miss_a_tick_fail_the_bucket_check(good_lake):
