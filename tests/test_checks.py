@@ -12,6 +12,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from beta_assets import checks
 from beta_assets.checks import (
     counted_high_water_marks,
     gold_results,
@@ -207,6 +208,19 @@ def test_silver_checks_guard_a_launch_of_the_assets_alone(lake_root):
     lake = DeltaLake(root=lake_root)
     for name in (SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE, QUARANTINE_TABLE):
         assert lake.open(name) is None, name
+
+
+def test_the_guard_evaluates_only_the_blocking_silver_checks(lake_root, monkeypatch):
+    """A launch of the assets alone reports no silver warnings: the guard skips their passes
+    (the duplicates' shuffle of every tick's hash)."""
+
+    def not_expected(*_):
+        raise AssertionError("the guard counted duplicate ticks")
+
+    monkeypatch.setattr(checks, "duplicate_tick_count", not_expected)
+    ticks = datasets.simulated(symbols=1, interval=300.0, seed=70)
+    write_silver(lake_root, ticks)
+    assert run_range(lake_root, *covering_keys(ticks)).success
 
 
 def test_silver_is_checked_once_per_run_whatever_the_path(tmp_path):
