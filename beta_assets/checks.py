@@ -56,7 +56,8 @@ from beta_assets.settings import (
     SYMBOL,
     WINDOW,
 )
-from beta_assets.storage import SilverSchemaError, read_silver, silver_schema
+from beta_assets.storage import SilverSchemaError, micros_to_utc, read_silver, silver_schema
+from beta_assets.watermarks import HighWaterMarks, newest_event_time
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource
 
@@ -409,7 +410,7 @@ def silver_ticks_checks(
 ) -> Iterator[AssetCheckResult]:
     snapshot = pinned_silver(lake)
     hours = hours_of_run(context.run.tags) or whole_table_hours(lake, snapshot)
-    yield from silver_results(spark, lake, metrics, snapshot, hours)
+    yield from silver_results(spark, lake, metrics, snapshot, hours, context.run.run_id)
 
 
 def silver_results(
@@ -418,8 +419,12 @@ def silver_results(
     metrics: BetaMetricsConfig,
     snapshot: DeltaTable,
     hours: tuple[datetime, datetime],
+    run_id: str,
+    only_blocking: bool = False,
 ) -> Iterator[AssetCheckResult]:
-    """Silver's checks over the hours [start, end) of a snapshot."""
+    """Silver's checks over the hours [start, end) of a snapshot (`only_blocking`: those that
+    block the assets, without the duplicate pass). The tick counts are kept for the run's
+    later steps (`counted_valid_ticker_ticks`)."""
     try:
         silver_schema(snapshot)
     except SilverSchemaError as error:
@@ -431,9 +436,58 @@ def silver_results(
     start, end = hours
     typed = typed_ticks(read_silver(spark.spark_session, lake, snapshot, start, end).frame)
     counts = silver_quality_counts(typed, metrics.settings().market_symbol, start, end).toPandas()
+    _silver_counts[(run_id, snapshot.version())] = (start, end, counts)
     yield _value_shares(counts, metrics.max_bad_share)
+    if only_blocking:
+        return
     yield _duplicates(duplicate_tick_count(valid_ticks(in_time_range(typed, start, end))))
     yield _market_every_hour(counts)
+
+
+# Silver's tick counts by (run, silver version): (start, end, counts per hour) of the hours
+# that silver's checks counted in this process.
+_silver_counts: dict[tuple[str, int], tuple[datetime, datetime, pd.DataFrame]] = {}
+
+
+def counted_valid_ticker_ticks(
+    run_id: str, silver_version: int, start: datetime, end: datetime
+) -> int | None:
+    """The valid non-market ticks of silver in the hours [start, end), as silver's checks
+    counted them in this run (independently of joined_returns' buckets); None when they did
+    not count those hours here."""
+    counted = _silver_counts.get((run_id, silver_version))
+    if counted is None or not (counted[0] <= start and end <= counted[1]):
+        return None
+    counts = counted[2]
+    hour = counts["hour"].dt.tz_localize(None) if counts["hour"].dt.tz else counts["hour"]
+    wanted = (
+        counts[QUARANTINE_REASON].isna()
+        & ~counts["is_market"].astype(bool)
+        & (hour >= _naive_utc(start))
+        & (hour < _naive_utc(end))
+    )
+    return int(counts["count"].where(wanted, 0).sum())
+
+
+def counted_high_water_marks(run_id: str, snapshot: DeltaTable) -> HighWaterMarks | None:
+    """Silver's high-water marks from the counts silver's checks made in this run, when those
+    hours reach past silver's newest tick (by its file statistics) and hold ticks of both
+    sides; else None. The same marks as `silver_high_water_marks`, without another read."""
+    counted = _silver_counts.get((run_id, snapshot.version()))
+    newest = newest_event_time(snapshot)
+    if counted is None or newest is None or newest >= counted[1]:
+        return None
+    counts = counted[2]
+    latest = counts.groupby(counts["is_market"].astype(bool))["latest_micros"].max()
+    sides = {side: latest.get(side) for side in (True, False)}
+    if any(micros is None or pd.isna(micros) for micros in sides.values()):
+        return None
+    market, tickers = (micros_to_utc(int(sides[side])) for side in (True, False))
+    return HighWaterMarks(market=market, tickers=tickers)
+
+
+def _naive_utc(moment: datetime) -> pd.Timestamp:
+    return pd.Timestamp(moment).tz_convert("UTC").tz_localize(None)
 
 
 BLOCKING_SILVER_CHECKS = {spec.name for spec in SILVER_CHECKS if spec.blocking}
@@ -458,7 +512,13 @@ def require_usable_silver(
     if guarded in _guarded_runs or _silver_checked_in_run(context):
         return
     hours = hours_of_run(context.run.tags) or context.partition_time_window
-    results = list(silver_results(spark, lake, metrics, snapshot, tuple(hours)))
+    # The warnings (duplicates: a shuffle of every tick's hash) are not evaluated here: they
+    # block nothing and a launch of the assets alone does not report them.
+    results = list(
+        silver_results(
+            spark, lake, metrics, snapshot, tuple(hours), context.run_id, only_blocking=True
+        )
+    )
     failed = [r for r in results if not r.passed and r.check_name in BLOCKING_SILVER_CHECKS]
     if failed:
         raise Failure(

@@ -148,7 +148,8 @@ def silver_quality_counts(
     typed: DataFrame, market_symbol: str, start: datetime, end: datetime
 ) -> DataFrame:
     """Tick counts per (hour, quarantine reason, is market) in [start, end), plus the rows
-    with no usable event time (hour null)."""
+    with no usable event time (hour null), and each group's latest event time (epoch
+    microseconds) among the ticks that move a watermark."""
     event_time = F.col(EVENT_TIME)
     scoped = typed.filter(
         event_time.isNull() | ((event_time >= F.lit(start)) & (event_time < F.lit(end)))
@@ -157,18 +158,27 @@ def silver_quality_counts(
         F.date_trunc("hour", event_time).alias("hour"),
         F.col(QUARANTINE_REASON),
         F.coalesce(F.col(SYMBOL) == market_symbol, F.lit(False)).alias("is_market"),
-    ).count()
+    ).agg(F.count(F.lit(1)).alias("count"), _latest_moving_micros().alias("latest_micros"))
 
 
 def latest_event_micros_per_side(typed: DataFrame, market_symbol: str) -> DataFrame:
     """(is_market, latest event time in epoch microseconds) of the ticks that move a watermark:
     those with a symbol and a usable event time, whatever their price (as in the notebook's
     stream). Microseconds, not timestamps: collected, they do not depend on the local zone."""
-    symbol, event_time = F.col(SYMBOL), F.col(EVENT_TIME)
-    moving = typed.filter(symbol.isNotNull() & (symbol != "") & event_time.isNotNull())
+    symbol = F.col(SYMBOL)
+    moving = typed.filter(_moves_watermark())
     return moving.groupBy((symbol == market_symbol).alias("is_market")).agg(
-        F.max(F.unix_micros(event_time)).alias("latest_micros")
+        _latest_moving_micros().alias("latest_micros")
     )
+
+
+def _moves_watermark() -> Column:
+    symbol = F.col(SYMBOL)
+    return symbol.isNotNull() & (symbol != "") & F.col(EVENT_TIME).isNotNull()
+
+
+def _latest_moving_micros() -> Column:
+    return F.max(F.when(_moves_watermark(), F.unix_micros(F.col(EVENT_TIME))))
 
 
 def duplicate_tick_count(ticks: DataFrame) -> int:
@@ -178,7 +188,7 @@ def duplicate_tick_count(ticks: DataFrame) -> int:
     the ticks whose hash repeats are then compared value by value (collisions count 0).
     """
     identity = [SYMBOL, EVENT_TIME, PRICE, CHANGE]
-    hashed = ticks.withColumn("tick_hash", F.xxhash64(*identity))
+    hashed = ticks.withColumn("tick_hash", _tick_hash())
     repeated = hashed.groupBy("tick_hash").count().filter("count > 1").select("tick_hash")
     if repeated.isEmpty():
         return 0
@@ -187,13 +197,16 @@ def duplicate_tick_count(ticks: DataFrame) -> int:
     return int(copies.agg(F.sum(F.col("count") - 1)).first()[0] or 0)
 
 
+def _tick_hash() -> Column:
+    return F.xxhash64(F.col(SYMBOL), F.col(EVENT_TIME), F.col(PRICE), F.col(CHANGE))
+
+
 def with_noise(ticks: DataFrame, amplitude: float) -> DataFrame:
     """The notebook's (rand() - 0.5) * amplitude, drawn from a hash of the tick itself.
 
     The same tick gets the same noise on every run, so reruns reproduce the table.
     """
-    tick_hash = F.xxhash64(F.col(SYMBOL), F.col(EVENT_TIME), F.col(PRICE), F.col(CHANGE))
-    mantissa = tick_hash.bitwiseAND(F.lit((1 << _UNIT_INTERVAL_BITS) - 1))
+    mantissa = _tick_hash().bitwiseAND(F.lit((1 << _UNIT_INTERVAL_BITS) - 1))
     uniform = mantissa.cast("double") / F.lit(float(1 << _UNIT_INTERVAL_BITS))
     return ticks.withColumn(CHANGE, F.col(CHANGE) + (uniform - F.lit(0.5)) * F.lit(amplitude))
 

@@ -207,7 +207,7 @@ def silver_high_water_marks(
         start = newest - lookback if newest is not None else _START_OF_TIME
         read = read_silver(spark, lake, snapshot, start, _END_OF_TIME)
         latest = {
-            row["is_market"]: datetime.fromtimestamp(row["latest_micros"] / 1e6, timezone.utc)
+            row["is_market"]: micros_to_utc(row["latest_micros"])
             for row in latest_event_micros_per_side(
                 typed_ticks(read.frame), market_symbol
             ).collect()
@@ -216,6 +216,10 @@ def silver_high_water_marks(
         if whole_table or all(side in latest and latest[side] >= start for side in (True, False)):
             return HighWaterMarks(market=latest.get(True), tickers=latest.get(False))
         lookback *= 4
+
+
+def micros_to_utc(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1e6, timezone.utc)
 
 
 def read_hours_arrow(

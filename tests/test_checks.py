@@ -12,7 +12,9 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from beta_assets import checks
 from beta_assets.checks import (
+    counted_high_water_marks,
     gold_results,
     joined_returns_results,
     silver_ticks_checks,
@@ -20,11 +22,16 @@ from beta_assets.checks import (
 )
 from beta_assets.metrics import MetricSettings
 from beta_assets.settings import (
+    EVENT_TIME,
     GOLD_TABLE,
     JOINED_RETURNS_TABLE,
+    PRICE,
     QUARANTINE_TABLE,
+    SILVER_TABLE,
     SPY_RETURNS_TABLE,
+    SYMBOL,
 )
+from beta_assets.storage import silver_high_water_marks
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.pipeline import (
@@ -120,6 +127,53 @@ def test_a_replayed_file_warns_but_does_not_block(lake_root):
     assert result.success and DeltaLake(root=lake_root).open(GOLD_TABLE) is not None
 
 
+def test_the_bucket_check_counts_the_valid_ticker_ticks_of_silver(lake_root):
+    """Silver's own count (made by silver's checks for the run) leaves out bad ticks and the
+    market, whichever path guarded the run."""
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=68)
+    ticker_rows = np.flatnonzero(pc.not_equal(ticks.column(SYMBOL), SETTINGS.market_symbol))
+    prices = ticks.column(PRICE).to_numpy().copy()
+    prices[ticker_rows[:3]] = np.nan  # 3 unusable ticker ticks, under the bad-share bound
+    ticks = ticks.set_column(ticks.schema.get_field_index(PRICE), PRICE, pa.array(prices))
+    expected = len(ticker_rows) - 3
+    with_checks = run_with_checks(lake_root + "_checked", ticks)
+    write_silver(lake_root, ticks)
+    guarded = run_range(lake_root, *covering_keys(ticks))
+    for result in (with_checks, guarded):
+        check = evaluations(result)["every_ticker_tick_in_a_bucket"]
+        assert check.passed and check.metadata["valid_ticker_ticks"].value == expected
+
+
+def test_high_water_marks_from_silver_counts_equal_a_read_of_silver(lake_root, spark):
+    """Gold takes silver's high-water marks from the counts of silver's checks: the same marks
+    as reading silver, with a ticker tick of unusable price moving its side and a tick with
+    no symbol moving none."""
+    ticks = datasets.simulated(symbols=2, interval=120.0, seed=69)
+    latest = max(ticks.column(EVENT_TIME).to_pylist())
+    late = datasets.ticks(
+        [
+            ("T001", float("nan"), 0.1, latest + timedelta(seconds=30, microseconds=7)),
+            ("", 10.0, 0.1, latest + timedelta(seconds=60)),
+        ]
+    )
+    result = run_with_checks(lake_root, pa.concat_tables([ticks, late]))
+    lake = DeltaLake(root=lake_root)
+    snapshot = lake.require(SILVER_TABLE)
+    counted = counted_high_water_marks(result.run_id, snapshot)
+    read = silver_high_water_marks(spark, lake, snapshot, SETTINGS.market_symbol)
+    assert counted == read
+    assert counted.tickers == latest + timedelta(seconds=30, microseconds=7)
+
+
+def test_buckets_that_miss_a_tick_fail_the_bucket_check(good_lake):
+    root, _ = good_lake
+    buckets = table(root, JOINED_RETURNS_TABLE)
+    counters = ("paired_ticks", "unpaired_ticks", "duplicate_ticks")
+    in_buckets = sum(pc.sum(buckets.column(name)).as_py() for name in counters)
+    results = {r.check_name: r for r in joined_returns_results(buckets, buckets, in_buckets + 1)}
+    assert not results["every_ticker_tick_in_a_bucket"].passed
+
+
 def test_an_hour_without_market_ticks_warns_naming_the_hour(lake_root):
     ticks = datasets.without_market_between(
         datasets.simulated(symbols=1, interval=120.0, seed=65), datasets.at(16), datasets.at(17)
@@ -154,6 +208,19 @@ def test_silver_checks_guard_a_launch_of_the_assets_alone(lake_root):
     lake = DeltaLake(root=lake_root)
     for name in (SPY_RETURNS_TABLE, JOINED_RETURNS_TABLE, GOLD_TABLE, QUARANTINE_TABLE):
         assert lake.open(name) is None, name
+
+
+def test_the_guard_evaluates_only_the_blocking_silver_checks(lake_root, monkeypatch):
+    """A launch of the assets alone reports no silver warnings: the guard skips their passes
+    (the duplicates' shuffle of every tick's hash)."""
+
+    def not_expected(*_):
+        raise AssertionError("the guard counted duplicate ticks")
+
+    monkeypatch.setattr(checks, "duplicate_tick_count", not_expected)
+    ticks = datasets.simulated(symbols=1, interval=300.0, seed=70)
+    write_silver(lake_root, ticks)
+    assert run_range(lake_root, *covering_keys(ticks)).success
 
 
 def test_silver_is_checked_once_per_run_whatever_the_path(tmp_path):

@@ -29,7 +29,12 @@ from beta_assets.assets.reporting import (
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import silver_snapshot
 from beta_assets.band import BUCKET_SCHEMA
-from beta_assets.checks import GOLD_CHECKS, gold_results, require_usable_silver
+from beta_assets.checks import (
+    GOLD_CHECKS,
+    counted_high_water_marks,
+    gold_results,
+    require_usable_silver,
+)
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import window_metrics
 from beta_assets.partitions import WINDOW_REACH, same_hour_mapping
@@ -76,7 +81,10 @@ def gold_beta_metrics(
         f"buckets of {JOINED_RETURNS_TABLE}"
     )
     buckets = dataframe_from_arrow(session, bucket_rows)
-    marks = silver_high_water_marks(session, lake, snapshot, settings.market_symbol)
+    # Silver's checks counted this run's hours: when they reach silver's end, no read is needed.
+    marks = counted_high_water_marks(context.run_id, snapshot) or silver_high_water_marks(
+        session, lake, snapshot, settings.market_symbol
+    )
     cutoff = marks.final_before()
     with stage_progress(session, spark_job_label(context), context.log.info):
         rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()

@@ -9,6 +9,7 @@ from dagster import (
     AssetExecutionContext,
     MaterializeResult,
 )
+from pyspark.sql import DataFrame
 
 from beta_assets.assets.catalog import (
     JOINED_RETURNS_COLUMN_SCHEMA,
@@ -35,6 +36,7 @@ from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.checks import (
     JOINED_CHECKS,
     SPY_CHECKS,
+    counted_valid_ticker_ticks,
     joined_returns_results,
     require_usable_silver,
     spy_returns_results,
@@ -195,7 +197,11 @@ def joined_returns(
             "duplicate_ticks": duplicates,
         },
         check_results=list(
-            joined_returns_results(written.table, rows, in_time_range(tickers, start, end).count())
+            joined_returns_results(
+                written.table,
+                rows,
+                valid_ticker_ticks(context, tickers, silver.version, start, end),
+            )
         ),
     )
 
@@ -208,6 +214,19 @@ def recompute_window(context: AssetExecutionContext, reach: timedelta) -> tuple[
         start, _ = context.partition_time_window
         return start, start
     return window
+
+
+def valid_ticker_ticks(
+    context: AssetExecutionContext,
+    tickers: DataFrame,
+    silver_version: int,
+    start: datetime,
+    end: datetime,
+) -> int:
+    """Silver's valid non-market ticks in [start, end), counted apart from the buckets: by
+    silver's checks earlier in this run when they covered these hours, else by a Spark count."""
+    counted = counted_valid_ticker_ticks(context.run_id, silver_version, start, end)
+    return counted if counted is not None else in_time_range(tickers, start, end).count()
 
 
 def log_silver_read(context: AssetExecutionContext, silver: SilverRead) -> None:
