@@ -8,7 +8,7 @@ is written just before a run ends). Prints median, p90 and max per setup.
 
     .venv/bin/python -m bench.latency [--minutes 4] [--setups cold,warm,warm500]
 
-Setups: `cold` is plain `dagster dev -w workspace.yaml` (every run starts its own local Spark);
+Setups: `cold` is plain `dg dev -w workspace.yaml` (every run starts its own local Spark);
 `warm` is what `make ui` / `make live` run (a local Spark Connect server kept between runs);
 `warm500` is `warm` with 500 symbols.
 """
@@ -57,7 +57,7 @@ class Setup:
 
 
 SETUPS = {
-    "cold": Setup("dagster dev (a Spark per run)", 20, warm=False),
+    "cold": Setup("plain dg dev (a Spark per run)", 20, warm=False),
     "warm": Setup("make ui / make live (warm Spark Connect)", 20, warm=True),
     "warm500": Setup("make live, 500 symbols", 500, warm=True),
 }
