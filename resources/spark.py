@@ -157,9 +157,11 @@ class SparkSessionResource(PySparkResource):
                 f"Spark Connect server {redacted_url(url)} did not answer within "
                 f"{CONNECT_PROBE_SECONDS:.0f} s",
             )
-        except Exception as error:
+        except BaseException as error:
+            # Closed, so that the client's exit hook does not call the silent server again
+            # (it would hold a terminated run's exit for the retries' length, twice).
             _discard(session)
-            if isinstance(error, SparkUnreachableError):
+            if isinstance(error, SparkUnreachableError) or not isinstance(error, Exception):
                 raise
             raise SparkUnreachableError(
                 f"Spark Connect server {redacted_url(url)} refused a session: {error}"

@@ -16,6 +16,7 @@ from beta_assets.feed.cli import main as tickbeta
 from beta_assets.partitions import hour_of_key
 from beta_assets.settings import (
     GOLD_TABLE,
+    LAKE_ENV,
     MARKET_SYMBOL,
     PARTITION_SPAN,
     PLANTED_BETAS_TABLE,
@@ -150,6 +151,9 @@ def test_a_failing_demo_run_names_the_step_and_its_error_and_exits_1(
     spark, lake_root, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # `--lake` sets TICKBETA_LAKE for the process (the code location reads it): restored after,
+    # so later tests do not inherit this lake.
+    monkeypatch.setenv(LAKE_ENV, lake_root)
     ticks = datasets.simulated(symbols=2, interval=120.0, seed=62)
     prices = ticks.column("currentPrice").to_numpy().copy()
     prices[::10] = -1.0  # 10% non-positive prices: silver's blocking value check fails
