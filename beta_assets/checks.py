@@ -6,7 +6,7 @@ silver run in Spark over the run's hours and block everything downstream when si
 broken. Validity of a tick has one definition, the quarantine reasons of `metrics.py`.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -30,7 +30,12 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from deltalake import DeltaTable
 from pandera.errors import SchemaErrors
 
-from beta_assets.assets.silver import pinned_silver, whole_table_hours
+from beta_assets.assets.silver import (
+    SILVER_READ_REACH,
+    changed_hours_within,
+    pinned_silver,
+    whole_table_hours,
+)
 from beta_assets.band import BUCKET_START
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.metrics import (
@@ -286,20 +291,55 @@ def joined_returns_results(
 def expected_windows(
     buckets: pd.DataFrame, min_sample_size: int, start: datetime, end: datetime
 ) -> set[tuple[str, pd.Timestamp]]:
-    """(symbol, window_start) with enough pairs, by a rolling sum on the 5-minute grid."""
-    expected = set()
-    for symbol, rows in buckets.groupby(SYMBOL):
-        pairs = rows.set_index(BUCKET_START)["pair_count"].sort_index()
-        grid = pd.date_range(pairs.index.min() - (WINDOW - SLIDE), pairs.index.max(), freq=SLIDE)
-        per_slot = pairs.reindex(grid, fill_value=0).to_numpy()
-        # Window starting at slot k = the sum of slots k .. k + 23.
-        padded = np.concatenate((per_slot, np.zeros(BUCKETS_PER_WINDOW - 1, dtype=per_slot.dtype)))
-        totals = np.convolve(padded, np.ones(BUCKETS_PER_WINDOW, dtype=per_slot.dtype), "full")[
-            BUCKETS_PER_WINDOW - 1 : BUCKETS_PER_WINDOW - 1 + len(grid)
-        ]
-        starts = grid[(totals >= min_sample_size) & (grid >= start) & (grid < end)]
-        expected.update((symbol, moment) for moment in starts)
-    return expected
+    """(symbol, window_start) with enough pairs: every window start on the 5-minute grid from
+    a window before a symbol's first bucket to its last, summed from prefix sums of the pair
+    counts ordered by (symbol, bucket) (all symbols at once: a loop per symbol cost 1.2 s at
+    500 symbols)."""
+    if buckets.empty:
+        return set()
+    slide_us = SLIDE // timedelta(microseconds=1)
+    codes, symbols = pd.factorize(buckets[SYMBOL], sort=True)
+    slots = _epoch_micros(buckets[BUCKET_START]) // slide_us
+    order = np.lexsort((slots, codes))
+    codes, slots = codes[order], slots[order]
+    pairs = buckets["pair_count"].to_numpy(dtype=np.int64)[order]
+    # Keys sort like (symbol, slot); a symbol's keys never reach the next symbol's.
+    stride = int(slots.max() - slots.min()) + 2 * BUCKETS_PER_WINDOW
+    base = slots.min() - BUCKETS_PER_WINDOW
+    keys = codes * stride + (slots - base)
+    before = np.concatenate(([0], np.cumsum(pairs)))
+    # Candidate window starts per symbol: first slot - 23 ... last slot.
+    firsts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    lasts = np.r_[firsts[1:], len(codes)] - 1
+    lengths = slots[lasts] - slots[firsts] + BUCKETS_PER_WINDOW
+    owner = np.repeat(np.arange(len(firsts)), lengths)
+    offset = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    window_slots = slots[firsts][owner] - (BUCKETS_PER_WINDOW - 1) + offset
+    window_keys = codes[firsts][owner] * stride + (window_slots - base)
+    totals = (
+        before[np.searchsorted(keys, window_keys + BUCKETS_PER_WINDOW)]
+        - before[np.searchsorted(keys, window_keys)]
+    )
+    window_us = window_slots * slide_us
+    wanted = (
+        (totals >= min_sample_size)
+        & (window_us >= _micros_since_epoch(start))
+        & (window_us < _micros_since_epoch(end))
+    )
+    moments = pd.to_datetime(window_us[wanted], unit="us", utc=True)
+    names = symbols[codes[firsts][owner][wanted]]
+    return set(zip(names, moments, strict=True))
+
+
+def _epoch_micros(times: pd.Series) -> np.ndarray:
+    since_epoch = pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")
+    return (since_epoch // pd.Timedelta(microseconds=1)).to_numpy(dtype=np.int64)
+
+
+def _micros_since_epoch(moment: datetime) -> int:
+    return (pd.Timestamp(moment).tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(
+        microseconds=1
+    )
 
 
 def gold_results(
@@ -409,8 +449,20 @@ def silver_ticks_checks(
     metrics: BetaMetricsConfig,
 ) -> Iterator[AssetCheckResult]:
     snapshot = pinned_silver(lake)
-    hours = hours_of_run(context.run.tags) or whole_table_hours(lake, snapshot)
+    hours = hours_silver_is_read(context.run.tags) or whole_table_hours(lake, snapshot)
     yield from silver_results(spark, lake, metrics, snapshot, hours, context.run.run_id)
+
+
+def hours_silver_is_read(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:
+    """The hours of silver a partitioned run's steps read: its hours, or on an incremental run
+    those within reach of the change (an empty span when none is); None without partitions.
+
+    An appended minute is checked over the hours it reaches, not over the whole range the
+    sensor's run spans for gold's windows."""
+    hours = hours_of_run(tags)
+    if hours is None:
+        return None
+    return changed_hours_within(hours, tags, SILVER_READ_REACH) or (hours[0], hours[0])
 
 
 def silver_results(
@@ -511,7 +563,7 @@ def require_usable_silver(
     guarded = (context.run_id, snapshot.version())
     if guarded in _guarded_runs or _silver_checked_in_run(context):
         return
-    hours = hours_of_run(context.run.tags) or context.partition_time_window
+    hours = hours_silver_is_read(context.run.tags) or context.partition_time_window
     # The warnings (duplicates: a shuffle of every tick's hash) are not evaluated here: they
     # block nothing and a launch of the assets alone does not report them.
     results = list(

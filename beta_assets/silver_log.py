@@ -39,6 +39,7 @@ class SilverCommit:
     last_event: datetime | None = None
     range_known: bool = True
     added_files: tuple[DataFile, ...] = field(default_factory=tuple)
+    removes_rows: bool = False  # it removed data files (a delete, an overwrite, a new DV)
 
     @property
     def needs_full_recompute(self) -> bool:
@@ -83,6 +84,7 @@ class SilverLog:
             operation,
             changes_data=True,
             rows_added=sum(_stats_rows(add.get("stats")) for add in adds),
+            removes_rows=bool(removes),
             added_files=tuple(added_data_file(self._snapshot, add) for add in adds),
         )
         if self._typed_times:

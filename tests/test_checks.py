@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -28,9 +29,11 @@ from beta_assets.settings import (
     PRICE,
     QUARANTINE_TABLE,
     SILVER_TABLE,
+    SLIDE,
     SPY_RETURNS_TABLE,
     SYMBOL,
 )
+from beta_assets.settings import WINDOW as WINDOW_LENGTH
 from beta_assets.storage import silver_high_water_marks
 from resources.lake import DeltaLake
 from tests import datasets
@@ -312,6 +315,35 @@ def test_gold_completeness_finds_missing_and_extra_windows(good_lake):
     shifted = pa.Table.from_pandas(frame, schema=rows.schema, preserve_index=False)
     extra = gold_checks(shifted, buckets, None)["gold_complete"]
     assert not extra.passed and "1 missing, 1 extra" in extra.description
+
+
+def test_expected_windows_equal_a_sum_over_every_window():
+    """Random sparse buckets of three symbols; a window is expected when the pair counts of
+    its 24 buckets reach the sample size, counted here bucket by bucket."""
+    from beta_assets.checks import expected_windows
+
+    rng = np.random.default_rng(5)
+    day = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+    rows = []
+    for symbol in ("AAA", "BBB", "CCC"):
+        for slot in sorted(rng.choice(200, size=60, replace=False)):
+            rows.append((symbol, day + slot * SLIDE, int(rng.integers(0, 8))))
+    buckets = pd.DataFrame(rows, columns=["s", "bucket_start", "pair_count"])
+    start, end = (
+        (day + timedelta(hours=3)).to_pydatetime(),
+        (day + timedelta(hours=9)).to_pydatetime(),
+    )
+    brute = set()
+    for symbol, group in buckets.groupby("s"):
+        for k in range(-24, 200):
+            window = day + k * SLIDE
+            inside = (group["bucket_start"] >= window) & (
+                group["bucket_start"] < window + WINDOW_LENGTH
+            )
+            if start <= window < end and group.loc[inside, "pair_count"].sum() >= 20:
+                brute.add((symbol, window))
+    assert len(brute) > 20
+    assert expected_windows(buckets.sample(frac=1, random_state=1), 20, start, end) == brute
 
 
 def test_gold_freshness_warns_when_gold_lags_silver(good_lake):

@@ -165,3 +165,38 @@ def test_late_ticks_are_counted_and_their_windows_requested(lake_root, day):
     result = driver.evaluate()
     assert result.run_requests[0].tags["tickbeta/late_ticks"] == "1"
     assert requested_ranges(result) == [("2026-01-05-12:00", "2026-01-05-16:00")]
+
+
+def snapshot_marks(lake_root):
+    from beta_assets.watermarks import snapshot_high_water_marks
+
+    return snapshot_high_water_marks(DeltaTable(str(Path(lake_root) / SILVER_TABLE)), "SPY")
+
+
+def test_after_appends_the_marks_come_from_the_added_rows_and_equal_the_snapshots(
+    driver, lake_root, day, monkeypatch
+):
+    expected = []
+    write_silver(lake_root, between(day, datasets.at(16), datasets.at(17)))
+    expected.append(snapshot_marks(lake_root))
+    # A late ticker tick, then market ticks alone: each side's mark moves on its own.
+    write_silver(lake_root, datasets.ticks([("T001", 50.0, 0.3, datasets.at(13, 2))]))
+    write_silver(lake_root, datasets.ticks([("SPY", 400.0, 0.1, datasets.at(17, 30))]))
+    expected.append(snapshot_marks(lake_root))
+    assert expected[1].market > expected[0].market and expected[1].tickers == expected[0].tickers
+
+    def no_snapshot_read(*args):
+        raise AssertionError("the marks were read from silver's snapshot")
+
+    monkeypatch.setattr("beta_assets.sensors.snapshot_high_water_marks", no_snapshot_read)
+    cursor = SilverCursor.from_json(driver.evaluate().cursor)
+    assert cursor.version == 3 and cursor.marks == expected[1]
+
+
+def test_a_delete_of_the_newest_ticks_reads_the_marks_from_the_snapshot(driver, lake_root):
+    before = SilverCursor.from_json(driver.cursor).marks
+    table = DeltaTable(str(Path(lake_root) / SILVER_TABLE))
+    table.delete(f"event_time >= '{datasets.at(15).isoformat()}'")
+    cursor = SilverCursor.from_json(driver.evaluate().cursor)
+    after = snapshot_marks(lake_root)
+    assert after.tickers < before.tickers and cursor.marks == after

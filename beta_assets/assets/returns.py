@@ -28,6 +28,7 @@ from beta_assets.assets.reporting import (
 )
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import (
+    SILVER_READ_REACH,
     hours_to_recompute,
     silver_snapshot,
     silver_ticks,
@@ -61,7 +62,6 @@ from beta_assets.quarantine import (
     write_quarantine,
 )
 from beta_assets.settings import (
-    BAND,
     JOINED_RETURNS_TABLE,
     MARKET_EVENT_TIME,
     SPY_RETURNS_TABLE,
@@ -151,8 +151,7 @@ def joined_returns(
     metrics: BetaMetricsConfig,
 ) -> MaterializeResult:
     watch = Stopwatch()
-    # A changed tick reaches the buckets of the ticks within one band of it.
-    start, end = recompute_window(context, BAND)
+    start, end = recompute_window(context, SILVER_READ_REACH)
     settings = metrics.settings()
     session = spark.spark_session
     market_rows = read_hours_arrow(

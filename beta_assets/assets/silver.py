@@ -1,5 +1,6 @@
 """silver_ticks: the Delta table a feed writes; observed by Dagster, never materialized by it."""
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
@@ -14,7 +15,7 @@ from deltalake import DeltaTable
 
 from beta_assets.assets.catalog import COLUMN_SCHEMA, GROUP, LAYER, OWNERS, SILVER_COLUMN_SCHEMA
 from beta_assets.partitions import floor_hour
-from beta_assets.settings import EVENT_TIME, PARTITION_SPAN, SILVER_TABLE
+from beta_assets.settings import BAND, EVENT_TIME, PARTITION_SPAN, SILVER_TABLE
 from resources.lake import DeltaLake
 
 # The silver version the sensor saw when it requested the run. Information only: a run reads
@@ -29,6 +30,9 @@ SILVER_VERSION_READ_TAG = "tickbeta/silver_version_read"
 # Steps then recompute only the hours that span can reach; the rest of the range is unchanged.
 CHANGED_FIRST_TAG = "tickbeta/changed_first"
 CHANGED_LAST_TAG = "tickbeta/changed_last"
+# A changed tick changes the buckets of the ticks within one band of it: joined_returns
+# recomputes, and reads silver over, the hours that close to a change (spy_returns fewer).
+SILVER_READ_REACH = BAND
 
 
 def hours_to_recompute(
@@ -39,9 +43,17 @@ def hours_to_recompute(
     The whole range when the run says nothing about what changed; None when nothing in
     the range can have changed (the step then keeps its hours as they are).
     """
-    start, end = context.partition_time_window
-    first = context.run.tags.get(CHANGED_FIRST_TAG)
-    last = context.run.tags.get(CHANGED_LAST_TAG)
+    return changed_hours_within(tuple(context.partition_time_window), context.run.tags, reach)
+
+
+def changed_hours_within(
+    hours: tuple[datetime, datetime], tags: Mapping[str, str], reach: timedelta
+) -> tuple[datetime, datetime] | None:
+    """The hours of [start, end) within `reach` of the changed span a run's tags name (all of
+    them when the tags name none; None when none is that close)."""
+    start, end = hours
+    first = tags.get(CHANGED_FIRST_TAG)
+    last = tags.get(CHANGED_LAST_TAG)
     if not first or not last:
         return start, end
     low = max(start, floor_hour(datetime.fromisoformat(first) - reach))
