@@ -10,7 +10,8 @@ PYSPARK_SUBMIT_ARGS); the table puts both on one clock: process start to the run
 (imports, code location, run creation), resource initialisation (the JVM start), each step and,
 inside it, each Spark action (a SQL execution) by call site, with how many ran, and what the
 step spent outside them (Delta log replays, delta-rs writes, pandas checks, query planning).
-`--layout time10mb` profiles a copy of silver rewritten as ~10 MB time-contiguous files.
+`--layout time10mb` profiles a copy of silver rewritten as ~10 MB time-contiguous files,
+`--layout appends1min` one written as an append per minute of event time (a live feed's table).
 """
 
 import argparse
@@ -229,23 +230,54 @@ def rewrite_time_contiguous(source_root: str, target_root: str, file_mb: int) ->
     )
 
 
+def rewrite_as_appends(source_root: str, target_root: str, every: timedelta) -> None:
+    """The same ticks as `source_root`'s silver, appended one Delta commit per `every` of event
+    time, as a live feed writes them (many small files)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import write_deltalake
+
+    source = DeltaLake(root=source_root).require(SILVER_TABLE).to_pyarrow_table()
+    rows = source.take(pc.sort_indices(source, [(EVENT_TIME, "ascending")]))
+    micros = pc.cast(pc.cast(rows.column(EVENT_TIME), pa.timestamp("us", tz="UTC")), pa.int64())
+    step = every // timedelta(microseconds=1)
+    slots = pc.divide(micros, step).to_numpy()  # integer division: the commit of each tick
+    bounds = [0, *((slots[1:] != slots[:-1]).nonzero()[0] + 1), len(slots)]
+    target = DeltaLake(root=target_root).uri(SILVER_TABLE)
+    for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        write_deltalake(target, rows.slice(first, last - first), mode="append")
+
+
+LAYOUTS = {
+    "time10mb": (
+        "sorted by event time in ~10 MB files",
+        lambda a, b: rewrite_time_contiguous(a, b, 10),
+    ),
+    "appends1min": (
+        "appended one commit per minute of event time",
+        lambda a, b: rewrite_as_appends(a, b, timedelta(minutes=1)),
+    ),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lake", action="append", required=True, help="a lake with silver")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument(
         "--layout",
-        choices=["as-is", "time10mb"],
+        choices=["as-is", *LAYOUTS],
         default="as-is",
-        help="time10mb: profile a copy of silver sorted by event time in ~10 MB files",
+        help="profile a copy of silver "
+        + "; ".join(f"{name}: {what}" for name, (what, _) in LAYOUTS.items()),
     )
     args = parser.parse_args()
     for root in args.lake:
         lake_root = root
-        if args.layout == "time10mb":
-            lake_root = f"{root.rstrip('/')}_time10mb"
+        if args.layout in LAYOUTS:
+            lake_root = f"{root.rstrip('/')}_{args.layout}"
             if not Path(lake_root, SILVER_TABLE).exists():  # reused: the same files every run
-                rewrite_time_contiguous(root, lake_root, 10)
+                LAYOUTS[args.layout][1](root, lake_root)
         files = list(Path(lake_root, SILVER_TABLE).glob("*.parquet"))
         size = sum(f.stat().st_size for f in files) / 1e6
         title = f"{lake_root}: silver {len(files)} files, {size:.0f} MB"
