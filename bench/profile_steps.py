@@ -214,13 +214,19 @@ def _job_lines(asset: str, runs: list[RunProfile]) -> list[str]:
     return lines
 
 
-def rewrite_time_contiguous(source_root: str, target_root: str, file_mb: int) -> None:
-    """The same ticks as `source_root`'s silver, sorted by event time, in files of ~file_mb."""
+def ticks_by_event_time(source_root: str):
+    """Every tick of a lake's silver, sorted by event time."""
     import pyarrow.compute as pc
-    from deltalake import WriterProperties, write_deltalake
 
     source = DeltaLake(root=source_root).require(SILVER_TABLE).to_pyarrow_table()
-    rows = source.take(pc.sort_indices(source, [(EVENT_TIME, "ascending")]))
+    return source.take(pc.sort_indices(source, [(EVENT_TIME, "ascending")]))
+
+
+def rewrite_time_contiguous(source_root: str, target_root: str, file_mb: int) -> None:
+    """The same ticks as `source_root`'s silver, sorted by event time, in files of ~file_mb."""
+    from deltalake import WriterProperties, write_deltalake
+
+    rows = ticks_by_event_time(source_root)
     target = DeltaLake(root=target_root).uri(SILVER_TABLE)
     write_deltalake(
         target,
@@ -237,8 +243,7 @@ def rewrite_as_appends(source_root: str, target_root: str, every: timedelta) -> 
     import pyarrow.compute as pc
     from deltalake import write_deltalake
 
-    source = DeltaLake(root=source_root).require(SILVER_TABLE).to_pyarrow_table()
-    rows = source.take(pc.sort_indices(source, [(EVENT_TIME, "ascending")]))
+    rows = ticks_by_event_time(source_root)
     micros = pc.cast(pc.cast(rows.column(EVENT_TIME), pa.timestamp("us", tz="UTC")), pa.int64())
     step = every // timedelta(microseconds=1)
     slots = pc.divide(micros, step).to_numpy()  # integer division: the commit of each tick

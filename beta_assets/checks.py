@@ -299,7 +299,7 @@ def expected_windows(
         return set()
     slide_us = SLIDE // timedelta(microseconds=1)
     codes, symbols = pd.factorize(buckets[SYMBOL], sort=True)
-    slots = _epoch_micros(buckets[BUCKET_START]) // slide_us
+    slots = np.asarray(_epoch_micros(buckets[BUCKET_START]), dtype=np.int64) // slide_us
     order = np.lexsort((slots, codes))
     codes, slots = codes[order], slots[order]
     pairs = buckets["pair_count"].to_numpy(dtype=np.int64)[order]
@@ -314,8 +314,9 @@ def expected_windows(
     lengths = slots[lasts] - slots[firsts] + BUCKETS_PER_WINDOW
     owner = np.repeat(np.arange(len(firsts)), lengths)
     offset = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    window_codes = codes[firsts][owner]
     window_slots = slots[firsts][owner] - (BUCKETS_PER_WINDOW - 1) + offset
-    window_keys = codes[firsts][owner] * stride + (window_slots - base)
+    window_keys = window_codes * stride + (window_slots - base)
     totals = (
         before[np.searchsorted(keys, window_keys + BUCKETS_PER_WINDOW)]
         - before[np.searchsorted(keys, window_keys)]
@@ -323,21 +324,17 @@ def expected_windows(
     window_us = window_slots * slide_us
     wanted = (
         (totals >= min_sample_size)
-        & (window_us >= _micros_since_epoch(start))
-        & (window_us < _micros_since_epoch(end))
+        & (window_us >= _epoch_micros(start))
+        & (window_us < _epoch_micros(end))
     )
     moments = pd.to_datetime(window_us[wanted], unit="us", utc=True)
-    names = symbols[codes[firsts][owner][wanted]]
+    names = symbols[window_codes[wanted]]
     return set(zip(names, moments, strict=True))
 
 
-def _epoch_micros(times: pd.Series) -> np.ndarray:
-    since_epoch = pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")
-    return (since_epoch // pd.Timedelta(microseconds=1)).to_numpy(dtype=np.int64)
-
-
-def _micros_since_epoch(moment: datetime) -> int:
-    return (pd.Timestamp(moment).tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(
+def _epoch_micros(times: pd.Series | datetime) -> pd.Series | int:
+    """Microseconds since the epoch of aware times (a series or one moment)."""
+    return (pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(
         microseconds=1
     )
 

@@ -334,7 +334,9 @@ def evaluate_changes(
 ) -> SensorResult:
     # Reading silver's newest hours costs seconds at 500 symbols; after appends the marks
     # follow from what the sensor read already.
-    new_marks = changes.marks_after or snapshot_high_water_marks(snapshot, market_symbol)
+    new_marks = changes.marks_after
+    if new_marks is None:
+        new_marks = snapshot_high_water_marks(snapshot, market_symbol)
     snapshot_span = lake.column_range(snapshot, EVENT_TIME)
     snapshot_span = snapshot_span if all(snapshot_span) else None
     if changes.full_recompute_reason:
