@@ -219,7 +219,6 @@ def incremental_seconds(loaded: DeltaLake, size: Size) -> dict[str, float]:
 
     On a copy of the loaded lake, so that the benchmark's lakes stay as generated.
     """
-    from tests.pipeline import run_range
     from tests.sensing import SensorDriver
 
     copy = RESULTS / "lakes" / f"{size.name}-incremental"
@@ -228,25 +227,43 @@ def incremental_seconds(loaded: DeltaLake, size: Size) -> dict[str, float]:
     lake = DeltaLake(root=str(copy))
     driver = SensorDriver(lake.root)
     driver.evaluate()  # the cursor now stands at the loaded day
-    _, last = lake.column_range(lake.require(SILVER_TABLE), EVENT_TIME)
-    state = _state_after(size.spec(), last)
-    minute = simulate_span(state, size.spec(), last, last + timedelta(minutes=1), _rng())
     gold_before = lake.require(GOLD_TABLE).version()
+    minute = append_minute_and_run(lake, driver, size.spec())
+    assert lake.require(GOLD_TABLE).version() > gold_before
+    shutil.rmtree(copy)
+    return {"warm_seconds": minute.seconds, "partitions": _partitions(minute.sensor_result)}
+
+
+@dataclass
+class AppendedMinute:
+    sensor_result: object  # the sensor's SensorResult
+    runs: list  # the ExecuteInProcessResult of each run it requested
+    sensor_seconds: float
+    seconds: float  # from the append to the end of the last run
+
+
+def append_minute_and_run(lake: DeltaLake, driver, spec: SimulationSpec) -> AppendedMinute:
+    """Append one simulated minute after silver's last tick, evaluate the sensor (a
+    tests.sensing.SensorDriver) and run, in this process, what it requests."""
+    from tests.pipeline import run_range
+
+    _, last = lake.column_range(lake.require(SILVER_TABLE), EVENT_TIME)
+    state = _state_after(spec, last)
+    minute = simulate_span(state, spec, last, last + timedelta(minutes=1), _rng())
     started = time.monotonic()
     lake.append(SILVER_TABLE, minute)
     result = driver.evaluate()
-    for request in result.run_requests:
-        tags = request.tags
+    sensor_seconds = time.monotonic() - started
+    runs = [
         run_range(
             lake.root,
-            tags["dagster/asset_partition_range_start"],
-            tags["dagster/asset_partition_range_end"],
-            tags=tags,
+            request.tags["dagster/asset_partition_range_start"],
+            request.tags["dagster/asset_partition_range_end"],
+            tags=request.tags,
         )
-    seconds = time.monotonic() - started
-    assert lake.require(GOLD_TABLE).version() > gold_before
-    shutil.rmtree(copy)
-    return {"warm_seconds": seconds, "partitions": _partitions(result)}
+        for request in result.run_requests
+    ]
+    return AppendedMinute(result, runs, sensor_seconds, time.monotonic() - started)
 
 
 def _partitions(result) -> float:
