@@ -474,23 +474,40 @@ def silver_results(
     """Silver's checks over the hours [start, end) of a snapshot (`only_blocking`: those that
     block the assets, without the duplicate pass). The tick counts are kept for the run's
     later steps (`counted_valid_ticker_ticks`)."""
-    try:
-        silver_schema(snapshot)
-    except SilverSchemaError as error:
-        yield _silver_result("silver_column_contract", False, str(error))
+    contract = _column_contract(snapshot)
+    yield contract
+    if not contract.passed:
         for spec in SILVER_CHECKS[1:]:
             yield _silver_result(spec.name, False, "not evaluated: silver's columns are broken")
         return
-    yield _silver_result("silver_column_contract", True, "required columns readable")
     start, end = hours
     typed = typed_ticks(read_silver(spark.spark_session, lake, snapshot, start, end).frame)
     counts = silver_quality_counts(typed, metrics.settings().market_symbol, start, end).toPandas()
-    _silver_counts[(run_id, snapshot.version())] = (start, end, counts)
+    record_silver_counts(run_id, snapshot, hours, counts)
     yield _value_shares(counts, metrics.max_bad_share)
     if only_blocking:
         return
     yield _duplicates(duplicate_tick_count(valid_ticks(in_time_range(typed, start, end))))
     yield _market_every_hour(counts)
+
+
+def _column_contract(snapshot: DeltaTable) -> AssetCheckResult:
+    try:
+        silver_schema(snapshot)
+    except SilverSchemaError as error:
+        return _silver_result("silver_column_contract", False, str(error))
+    return _silver_result("silver_column_contract", True, "required columns readable")
+
+
+def record_silver_counts(
+    run_id: str, snapshot: DeltaTable, hours: tuple[datetime, datetime], counts: pd.DataFrame
+) -> None:
+    """Keep silver's tick counts over `hours` (`silver_quality_counts`) for the run's later
+    steps, unless this run already counted those hours and more."""
+    key = (run_id, snapshot.version())
+    kept = _silver_counts.get(key)
+    if kept is None or not (kept[0] <= hours[0] and hours[1] <= kept[1]):
+        _silver_counts[key] = (*hours, counts)
 
 
 # Silver's tick counts by (run, silver version): (start, end, counts per hour) of the hours
@@ -557,17 +574,54 @@ def require_usable_silver(
     other launch (the UI's Materialize, an asset backfill, `dg launch`) selects assets only, so
     each step asks here: once per run and silver version, unless this run checked silver.
     """
-    guarded = (context.run_id, snapshot.version())
-    if guarded in _guarded_runs or _silver_checked_in_run(context):
+    hours = silver_hours_to_guard(context, snapshot)
+    if hours is None:
         return
-    hours = hours_silver_is_read(context.run.tags) or context.partition_time_window
     # The warnings (duplicates: a shuffle of every tick's hash) are not evaluated here: they
     # block nothing and a launch of the assets alone does not report them.
-    results = list(
-        silver_results(
-            spark, lake, metrics, snapshot, tuple(hours), context.run_id, only_blocking=True
-        )
+    results = silver_results(
+        spark, lake, metrics, snapshot, hours, context.run_id, only_blocking=True
     )
+    _fail_unless_usable(context, snapshot, hours, list(results))
+
+
+def silver_hours_to_guard(
+    context: AssetExecutionContext, snapshot: DeltaTable
+) -> tuple[datetime, datetime] | None:
+    """The hours of silver this step must check before it writes (those the run's steps read);
+    None when this run has already checked or guarded this silver version."""
+    if (context.run_id, snapshot.version()) in _guarded_runs or _silver_checked_in_run(context):
+        return None
+    return tuple(hours_silver_is_read(context.run.tags) or context.partition_time_window)
+
+
+def require_silver_columns(context: AssetExecutionContext, snapshot: DeltaTable) -> None:
+    """Fail the step when silver lacks a required column (before it reads silver)."""
+    contract = _column_contract(snapshot)
+    if not contract.passed:
+        _fail_unless_usable(context, snapshot, None, [contract])
+
+
+def require_usable_counts(
+    context: AssetExecutionContext,
+    metrics: BetaMetricsConfig,
+    snapshot: DeltaTable,
+    hours: tuple[datetime, datetime],
+    counts: pd.DataFrame,
+) -> None:
+    """`require_usable_silver` on silver's tick counts over `hours` that the step made in its
+    own read of silver (spy_returns: `quality_counts_with_kept_rows`), so no other read is
+    needed; the columns are checked by `require_silver_columns` before that read."""
+    record_silver_counts(context.run_id, snapshot, hours, counts)
+    _fail_unless_usable(context, snapshot, hours, [_value_shares(counts, metrics.max_bad_share)])
+
+
+def _fail_unless_usable(
+    context: AssetExecutionContext,
+    snapshot: DeltaTable,
+    hours: tuple[datetime, datetime] | None,
+    results: list[AssetCheckResult],
+) -> None:
     failed = [r for r in results if not r.passed and r.check_name in BLOCKING_SILVER_CHECKS]
     if failed:
         raise Failure(
@@ -575,10 +629,12 @@ def require_usable_silver(
             "written: " + "; ".join(f"{r.check_name}: {r.description}" for r in failed),
             metadata={r.check_name: r.description or "" for r in failed},
         )
-    context.log.info(
-        f"silver v{snapshot.version()} passes its blocking checks over {hours[0]} ... {hours[1]}"
-    )
-    _guarded_runs.add(guarded)
+    if hours is not None:
+        context.log.info(
+            f"silver v{snapshot.version()} passes its blocking checks over {hours[0]} ... "
+            f"{hours[1]}"
+        )
+        _guarded_runs.add((context.run_id, snapshot.version()))
 
 
 def _silver_checked_in_run(context: AssetExecutionContext) -> bool:

@@ -9,10 +9,11 @@ replaced with it on a rerun; rows without one go to the `unparsed` partition onc
 from collections import Counter
 from datetime import datetime
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beta_assets.metrics import MARKET_SCHEMA, QUARANTINE_REASON, RAW_PREFIX
+from beta_assets.metrics import KEPT_ROWS, MARKET_SCHEMA, QUARANTINE_REASON, RAW_PREFIX
 from beta_assets.partitions import HOUR_FORMAT
 from beta_assets.settings import (
     CHANGE,
@@ -32,6 +33,17 @@ from resources.lake import DeltaLake
 UNPARSED_HOUR = "unparsed"
 ROW_KEY = "row_key"
 PARSED_EVENT_TIME = "event_time_utc"
+
+
+def counts_and_kept_rows(grouped: pa.Table) -> tuple[pd.DataFrame, pa.Table]:
+    """(silver's tick counts per group, the rows kept for spy_returns) of
+    `quality_counts_with_kept_rows`' output."""
+    rows = pa.Table.from_struct_array(pc.list_flatten(grouped.column(KEPT_ROWS)))
+    counts = grouped.drop_columns([KEPT_ROWS])
+    # The hour as Spark's toPandas gives it (naive, in the session's UTC).
+    naive_hour = counts.column("hour").cast(pa.timestamp("ns"))
+    counts = counts.set_column(counts.schema.get_field_index("hour"), "hour", naive_hour)
+    return counts.to_pandas(), rows
 
 
 def split_rows(rows: pa.Table) -> tuple[pa.Table, pa.Table]:

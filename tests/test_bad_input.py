@@ -16,6 +16,15 @@ from dagster._core.storage.tags import (
 
 from beta_assets.checks import silver_ticks_checks
 from beta_assets.feed.cli import main as tickbeta
+from beta_assets.metrics import (
+    QUARANTINE_REASON,
+    MetricSettings,
+    market_and_rejected_rows,
+    quality_counts_with_kept_rows,
+    silver_quality_counts,
+    typed_ticks,
+)
+from beta_assets.quarantine import counts_and_kept_rows
 from beta_assets.sensors import SilverCursor
 from beta_assets.settings import (
     GOLD_TABLE,
@@ -29,6 +38,7 @@ from beta_assets.settings import (
 from beta_assets.storage import silver_high_water_marks
 from beta_assets.watermarks import HighWaterMarks, late_tick_count
 from resources.lake import DeltaLake
+from resources.spark import dataframe_from_arrow
 from tests import datasets
 from tests.compare import assert_same_windows
 from tests.pipeline import (
@@ -343,3 +353,30 @@ def test_import_quarantines_blank_symbols_and_trims_the_rest(lake_root, tmp_path
     rejects = lake.require(IMPORT_REJECTS_TABLE).to_pyarrow_table().to_pandas()
     assert list(rejects["s"]) == BLANK_SYMBOLS
     assert set(rejects["quarantine_reason"]) == {"empty_symbol"}
+
+
+def test_spy_returns_one_pass_equals_the_counts_and_rows_of_two(spark):
+    """spy_returns counts silver for its blocking checks in the pass that keeps its rows: the
+    counts and rows equal those of the two separate passes, noise and bad rows included, when
+    the counted hours reach beyond the kept ones."""
+    clean = datasets.simulated(symbols=2, interval=120.0, seed=43)
+    typed = typed_ticks(dataframe_from_arrow(spark, dirty(clean)))
+    settings = MetricSettings(noise=True)
+    counted, kept = (datasets.at(14), datasets.at(17)), (datasets.at(15), datasets.at(16))
+
+    grouped = quality_counts_with_kept_rows(typed, settings, counted, kept).toArrow()
+    counts, rows = counts_and_kept_rows(grouped)
+
+    expected_counts = silver_quality_counts(typed, settings.market_symbol, *counted).toPandas()
+    groups = ["hour", QUARANTINE_REASON, "is_market"]
+    pd.testing.assert_frame_equal(
+        counts.sort_values(groups).reset_index(drop=True),
+        expected_counts.sort_values(groups).reset_index(drop=True),
+    )
+    expected_rows = market_and_rejected_rows(typed, settings, *kept).toArrow()
+    assert rows.num_rows > sum(EXPECTED_REASONS.values())  # market rows and every bad row
+    order = [(name, "ascending") for name in rows.column_names]
+    assert rows.schema == expected_rows.schema
+    pd.testing.assert_frame_equal(  # NaN equals NaN here, unlike in Table.equals
+        rows.sort_by(order).to_pandas(), expected_rows.sort_by(order).to_pandas()
+    )

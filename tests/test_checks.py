@@ -226,6 +226,23 @@ def test_the_guard_evaluates_only_the_blocking_silver_checks(lake_root, monkeypa
     assert run_range(lake_root, *covering_keys(ticks)).success
 
 
+def test_an_assets_launch_guards_silver_from_spy_returns_own_read(lake_root, monkeypatch):
+    """The guard's counts come from the pass in which spy_returns reads its market rows: a
+    launch of the assets alone makes no separate count of silver for it."""
+
+    def not_expected(*_):
+        raise AssertionError("silver was counted apart from spy_returns' read")
+
+    monkeypatch.setattr(checks, "silver_quality_counts", not_expected)
+    ticks = datasets.simulated(symbols=2, interval=300.0, seed=71)
+    write_silver(lake_root, ticks)
+    instance = DagsterInstance.ephemeral()
+    result = run_range(lake_root, *covering_keys(ticks), instance=instance)
+    assert result.success
+    guarded = [m for m in run_messages(instance, result.run_id) if GUARD_PASSED in m]
+    assert len(guarded) == 1, guarded
+
+
 def test_silver_is_checked_once_per_run_whatever_the_path(tmp_path):
     ticks = datasets.simulated(symbols=1, interval=300.0, seed=67)
     instance = DagsterInstance.ephemeral()

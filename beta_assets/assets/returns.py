@@ -39,7 +39,11 @@ from beta_assets.checks import (
     SPY_CHECKS,
     counted_valid_ticker_ticks,
     joined_returns_results,
+    record_silver_counts,
+    require_silver_columns,
+    require_usable_counts,
     require_usable_silver,
+    silver_hours_to_guard,
     spy_returns_results,
 )
 from beta_assets.config import BetaMetricsConfig
@@ -47,14 +51,15 @@ from beta_assets.metrics import (
     MARKET_SCHEMA,
     bucket_sums,
     in_time_range,
-    market_and_rejected_rows,
     market_series,
     prepared_ticks,
+    quality_counts_with_kept_rows,
     ticker_ticks,
     typed_ticks,
 )
 from beta_assets.partitions import BAND_REACH, same_hour_mapping
 from beta_assets.quarantine import (
+    counts_and_kept_rows,
     market_series_rows,
     quarantine_rows,
     reason_counts,
@@ -96,11 +101,22 @@ def spy_returns(
     start, end = recompute_window(context, timedelta(0))
     settings = metrics.settings()
     snapshot = silver_snapshot(context, lake)
-    require_usable_silver(context, spark, lake, metrics, snapshot)
-    silver = read_silver(spark.spark_session, lake, snapshot, start, end)
+    # One read of silver gives both silver's blocking checks (when this run still needs them)
+    # and the market's rows: the counts cover the hours the run reads, the rows spy's own.
+    guarded = silver_hours_to_guard(context, snapshot)
+    if guarded is not None:
+        require_silver_columns(context, snapshot)
+    counted = covering(guarded, (start, end))
+    silver = read_silver(spark.spark_session, lake, snapshot, *counted)
     log_silver_read(context, silver)
+    typed = typed_ticks(silver.frame)
     with stage_progress(spark.spark_session, spark_job_label(context), context.log.info):
-        rows = market_and_rejected_rows(typed_ticks(silver.frame), settings, start, end).toArrow()
+        grouped = quality_counts_with_kept_rows(typed, settings, counted, (start, end)).toArrow()
+    counts, rows = counts_and_kept_rows(grouped)
+    if guarded is not None:
+        require_usable_counts(context, metrics, snapshot, counted, counts)
+    else:
+        record_silver_counts(context.run_id, snapshot, counted, counts)
     market_rows, rejected = split_rows(rows)
     market, duplicates = market_series_rows(market_rows)
     commit = commit_metadata(context, silver.version)
@@ -203,6 +219,16 @@ def joined_returns(
             )
         ),
     )
+
+
+def covering(
+    hours: tuple[datetime, datetime] | None, more: tuple[datetime, datetime]
+) -> tuple[datetime, datetime]:
+    """The hours from the first to the last of both spans (an empty span adds nothing)."""
+    spans = [span for span in (hours, more) if span is not None and span[0] < span[1]]
+    if not spans:
+        return more
+    return min(span[0] for span in spans), max(span[1] for span in spans)
 
 
 def recompute_window(context: AssetExecutionContext, reach: timedelta) -> tuple[datetime, datetime]:
