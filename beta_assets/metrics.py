@@ -289,6 +289,16 @@ def market_series(market: pa.Table) -> MarketSeries:
 # --- joined_returns: pair sums per (symbol, bucket)
 
 
+def bucket_geometry(settings: MetricSettings, start: datetime) -> Geometry:
+    """The band, bucket and bar of joined_returns' kernel for buckets from `start`."""
+    return Geometry(
+        band_us=_micros(BAND),
+        bucket_us=_micros(SLIDE),
+        bar_us=_micros(settings.bar),
+        first_tick_us=int(start.timestamp() * _MICROS_PER_SECOND),
+    )
+
+
 def bucket_sums(
     tickers: DataFrame, market: MarketSeries, settings: MetricSettings, start: datetime
 ) -> DataFrame:
@@ -299,12 +309,7 @@ def bucket_sums(
     exact duplicate ticks meet and count once, and no per-tick row leaves the task. Ticks
     up to one bar before `start` only price the bar before the first one.
     """
-    geometry = Geometry(
-        band_us=_micros(BAND),
-        bucket_us=_micros(SLIDE),
-        bar_us=_micros(settings.bar),
-        first_tick_us=int(start.timestamp() * _MICROS_PER_SECOND),
-    )
+    geometry = bucket_geometry(settings, start)
 
     def sums_per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         received = [batch for batch in batches if batch.num_rows]

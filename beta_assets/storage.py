@@ -15,6 +15,7 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from beta_assets.file_tasks import FileRead, typable_in_arrow
 from beta_assets.metrics import latest_event_micros_per_side, typed_ticks
 from beta_assets.partitions import HOUR_FORMAT, hour_labels
 from beta_assets.settings import (
@@ -104,6 +105,18 @@ def read_silver(
         layout = table_layout(snapshot, _spark_compatible(schema))
         frame = read_in_tasks(spark, layout, planned, _options_for_tasks(spark, lake))
     return SilverRead(frame, snapshot.version(), files)
+
+
+def files_for_local_tasks(
+    spark: SparkSession, lake: DeltaLake, snapshot: DeltaTable, files: FileSelection
+) -> FileRead | None:
+    """`files` (a `read_silver`'s) for Python tasks that read them in this machine's processes
+    (`file_tasks`): in local mode, when Arrow types silver's columns as Spark does; else None."""
+    schema = silver_schema(snapshot)
+    if not reads_local_files(spark) or not typable_in_arrow(schema):
+        return None
+    layout = table_layout(snapshot, _spark_compatible(schema))
+    return FileRead(layout, data_files(snapshot, files.predicate), lake.storage_options())
 
 
 def _plain_files(snapshot: DeltaTable, schema: pa.Schema) -> bool:

@@ -9,7 +9,8 @@ from dagster import (
     AssetExecutionContext,
     MaterializeResult,
 )
-from pyspark.sql import DataFrame
+from deltalake import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
 
 from beta_assets.assets.catalog import (
     JOINED_RETURNS_COLUMN_SCHEMA,
@@ -33,7 +34,7 @@ from beta_assets.assets.silver import (
     silver_snapshot,
     silver_ticks,
 )
-from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
+from beta_assets.band import BUCKET_SCHEMA, BUCKET_START, MarketSeries
 from beta_assets.checks import (
     JOINED_CHECKS,
     SPY_CHECKS,
@@ -47,8 +48,11 @@ from beta_assets.checks import (
     spy_returns_results,
 )
 from beta_assets.config import BetaMetricsConfig
+from beta_assets.file_tasks import bucket_sums_from_files, needs_spark_typing
 from beta_assets.metrics import (
     MARKET_SCHEMA,
+    MetricSettings,
+    bucket_geometry,
     bucket_sums,
     in_time_range,
     market_series,
@@ -72,9 +76,15 @@ from beta_assets.settings import (
     SPY_RETURNS_TABLE,
     SYMBOL,
 )
-from beta_assets.storage import SilverRead, read_hours_arrow, read_silver, write_hours
+from beta_assets.storage import (
+    SilverRead,
+    files_for_local_tasks,
+    read_hours_arrow,
+    read_silver,
+    write_hours,
+)
 from resources.lake import DeltaLake
-from resources.spark import SparkSessionResource, stage_progress
+from resources.spark import SparkSessionResource, read_parallelism, stage_progress
 
 
 @hourly_table_asset(
@@ -181,9 +191,12 @@ def joined_returns(
     log_silver_read(context, silver)
     ticks = prepared_ticks(in_time_range(typed_ticks(silver.frame), first_tick, end), settings)
     tickers = ticker_ticks(ticks, settings.market_symbol)
-    buckets = bucket_sums(tickers, market_series(market_rows), settings, start)
+    market = market_series(market_rows)
     with stage_progress(session, spark_job_label(context), context.log.info):
-        rows = buckets.toArrow().cast(BUCKET_SCHEMA)
+        rows, path = bucket_rows(
+            session, lake, snapshot, silver, tickers, market, settings, start, end
+        )
+    context.log.info(f"joined_returns: buckets by {path}")
     written = write_hours(
         lake,
         JOINED_RETURNS_TABLE,
@@ -209,6 +222,7 @@ def joined_returns(
             **run_metadata(written, silver.version, watch, lake.uri(JOINED_RETURNS_TABLE)),
             **read_metadata(silver),
             "market_ticks": len(market_rows),
+            "bucket_path": path,
             "duplicate_ticks": duplicates,
         },
         check_results=list(
@@ -229,6 +243,41 @@ def covering(
     if not spans:
         return more
     return min(span[0] for span in spans), max(span[1] for span in spans)
+
+
+SPARK_PATH = "spark (ticks shuffled by symbol)"
+FILE_TASKS_PATH = "file tasks (silver's files read in local Python tasks)"
+
+
+def bucket_rows(
+    session: SparkSession,
+    lake: DeltaLake,
+    snapshot: DeltaTable,
+    silver: SilverRead,
+    tickers: DataFrame,
+    market: MarketSeries,
+    settings: MetricSettings,
+    start: datetime,
+    end: datetime,
+) -> tuple[pa.Table, str]:
+    """joined_returns' rows for [start, end), and the path that computed them: in local mode
+    the file tasks when they can type silver like Spark (`file_tasks`), else Spark's shuffle."""
+    read = None if settings.noise else files_for_local_tasks(session, lake, snapshot, silver.files)
+    if read is not None:
+        # As in the Spark path, ticks from one bar before `start` price the first bar.
+        rows = bucket_sums_from_files(
+            session,
+            read,
+            market,
+            bucket_geometry(settings, start),
+            settings.market_symbol,
+            (start - settings.bar, end),
+            read_parallelism(session),
+        ).toArrow()
+        if not needs_spark_typing(rows):
+            return rows.cast(BUCKET_SCHEMA), FILE_TASKS_PATH
+    rows = bucket_sums(tickers, market, settings, start).toArrow()
+    return rows.cast(BUCKET_SCHEMA), SPARK_PATH
 
 
 def recompute_window(context: AssetExecutionContext, reach: timedelta) -> tuple[datetime, datetime]:

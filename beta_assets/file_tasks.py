@@ -1,0 +1,176 @@
+"""joined_returns' buckets in local mode, from silver's files read by the Python tasks.
+
+The Spark path (`metrics.bucket_sums`) types the ticks in the JVM, shuffles them by symbol and
+converts them to Arrow for the Python workers: on a 2-core machine that conversion alone cost
+about 4 s of the 10-13 s the step spent on 11.7M ticks (bench/profile_steps.py). Here each of
+a few tasks reads the files itself with pyarrow (deletion vectors and column mapping applied as
+in `storage.read_in_tasks`), keeps the symbols of its share, types them in Arrow and runs the
+same numpy kernel: no shuffle and no JVM-to-Arrow conversion, at the cost of every task reading
+the range. That is cheap on one machine's disk and cores, not on a cluster, so only local mode
+takes it.
+
+Typing in Arrow gives what `metrics.typed_ticks` gives only where both engines agree exactly:
+numeric price and change and a timestamp event time (no text to parse), no noise (its hash
+is Spark's), and ASCII symbols. Python upper-cases 55 characters differently
+from Spark's ICU (newer Unicode), so a task that meets a non-ASCII symbol says so and the step
+takes the Spark path instead.
+"""
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from beta_assets.band import BUCKET_SCHEMA, UTC_MICROS, Geometry, MarketSeries, epoch_micros
+from beta_assets.band import bucket_sums as bucket_sums_of
+from beta_assets.settings import CHANGE, EVENT_TIME, PRICE, SYMBOL
+from beta_assets.symbols import SYMBOL_BLANKS
+from resources.delta_files import DataFile, TableLayout, read_data_file, table_filesystem
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """What every task reads: the files of the range, the table's layout, storage options."""
+
+    layout: TableLayout
+    files: list[DataFile]
+    storage_options: dict[str, str]
+
+
+def typable_in_arrow(schema: pa.Schema) -> bool:
+    """Whether Arrow types silver's columns of `schema` exactly as Spark does."""
+
+    def numeric(kind: pa.DataType) -> bool:
+        return pa.types.is_floating(kind) or pa.types.is_integer(kind)
+
+    # Delta timestamps are microseconds (with or without a zone); a date or text is parsed.
+    return (
+        numeric(schema.field(PRICE).type)
+        and numeric(schema.field(CHANGE).type)
+        and pa.types.is_timestamp(schema.field(EVENT_TIME).type)
+    )
+
+
+# A task's answer when its share holds a symbol Arrow cannot upper-case as Spark does: one row
+# with no symbol (buckets always have one).
+def _spark_typing_needed() -> pa.RecordBatch:
+    row = {name: [None] for name in BUCKET_SCHEMA.names}
+    return pa.RecordBatch.from_pydict(row, schema=BUCKET_SCHEMA)
+
+
+def needs_spark_typing(buckets: pa.Table) -> bool:
+    return buckets.column(SYMBOL).null_count > 0
+
+
+def bucket_sums_from_files(
+    spark: SparkSession,
+    read: FileRead,
+    market: MarketSeries,
+    geometry: Geometry,
+    market_symbol: str,
+    ticks_span: tuple[datetime, datetime],
+    shares: int,
+) -> DataFrame:
+    """joined_returns rows of the valid ticker ticks in [first, end) of the files, from
+    `shares` tasks that each read every file and keep the symbols of their share.
+
+    Collected, the rows either are the buckets, or (`needs_spark_typing`) say that silver holds
+    a symbol that only Spark upper-cases right.
+    """
+
+    first_us, end_us = (int(moment.timestamp() * 1_000_000) for moment in ticks_span)
+
+    def buckets_of_share(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        filesystem = table_filesystem(read.layout.table_uri, read.storage_options)
+        for batch in batches:
+            for share in batch.column(0).to_pylist():
+                try:
+                    ticks = [
+                        _valid_ticker_ticks(
+                            read_data_file(read.layout, file, filesystem),
+                            _Scope(share, shares, market_symbol, first_us, end_us),
+                        )
+                        for file in read.files
+                    ]
+                except _NotAscii:
+                    yield _spark_typing_needed()
+                    return
+                if ticks:
+                    yield bucket_sums_of(pa.concat_tables(ticks), market, geometry)
+
+    tasks = spark.range(0, shares, 1, numPartitions=shares)
+    return tasks.mapInArrow(buckets_of_share, from_arrow_schema(BUCKET_SCHEMA))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    share: int
+    shares: int
+    market_symbol: str
+    first_us: int
+    end_us: int
+
+
+class _NotAscii(Exception):
+    pass
+
+
+def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> pa.Table:
+    """The rows of `scope`'s symbols (not the market) that `metrics.typed_ticks` finds valid,
+    in [first, end): symbol, price, change, event time in the Spark path's types."""
+    raw = pc.dictionary_encode(rows.column(SYMBOL).cast(pa.string())).combine_chunks()
+    names = [_spark_symbol(value) for value in raw.dictionary.to_pylist()]
+    wanted = np.array([_in_share(name, scope) for name in names] + [False], dtype=bool)
+    # Null symbols index the appended False.
+    codes = pc.fill_null(raw.indices, len(names)).to_numpy(zero_copy_only=False)
+    mine = wanted[codes]
+    rows, codes = rows.filter(pa.array(mine)), codes[mine]
+    price = rows.column(PRICE).cast(pa.float64())
+    change = rows.column(CHANGE).cast(pa.float64())
+    times = rows.column(EVENT_TIME).cast(UTC_MICROS)
+    micros = epoch_micros(pc.fill_null(times, 0))
+    valid = (
+        _finite(price)
+        & (np.nan_to_num(price.to_numpy(zero_copy_only=False), nan=0.0) > 0)
+        & _finite(change)
+        & ~np.asarray(pc.is_null(times).to_numpy(zero_copy_only=False), dtype=bool)
+        & (micros >= scope.first_us)
+        & (micros < scope.end_us)
+    )
+    kept = pa.array(valid)
+    return pa.table(
+        {
+            SYMBOL: pc.take(pa.array(names, pa.string()), pa.array(codes[valid])),
+            PRICE: pc.filter(price, kept),
+            CHANGE: pc.filter(change, kept),
+            EVENT_TIME: pc.filter(times, kept),
+        }
+    )
+
+
+def _spark_symbol(value: str | None) -> str | None:
+    """The symbol as Spark types it (trimmed of SYMBOL_BLANKS, upper-cased); None if blank."""
+    if value is None:
+        return None
+    trimmed = value.strip(SYMBOL_BLANKS)
+    if not trimmed.isascii():
+        raise _NotAscii(value)
+    return trimmed.upper() or None
+
+
+def _in_share(name: str | None, scope: _Scope) -> bool:
+    if name is None or name == scope.market_symbol:
+        return False
+    return zlib.crc32(name.encode()) % scope.shares == scope.share
+
+
+def _finite(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Not null, not NaN, not infinite: the complement of `metrics._not_finite`."""
+    finite = pc.fill_null(pc.is_finite(values), False)
+    return np.asarray(finite.to_numpy(zero_copy_only=False), dtype=bool)
