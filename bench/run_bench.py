@@ -32,22 +32,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.polars_peer import PeerSettings, settings_argument
+from beta_assets.assets.returns import bucket_rows as joined_bucket_rows
 from beta_assets.feed.feed import append_sessions
 from beta_assets.feed.simulator import FeedState, SimulationSpec, initial_state, simulate_span
 from beta_assets.metrics import (
     MARKET_SCHEMA,
     MetricSettings,
-    bucket_sums,
     in_time_range,
-    market_and_rejected_rows,
     market_series,
     prepared_ticks,
+    quality_counts_with_kept_rows,
     ticker_ticks,
     typed_ticks,
     window_metrics,
 )
 from beta_assets.partitions import BAND_REACH, hours_holding, partition_key
-from beta_assets.quarantine import market_series_rows, split_rows
+from beta_assets.quarantine import counts_and_kept_rows, market_series_rows, split_rows
 from beta_assets.settings import EVENT_TIME, GOLD_TABLE, SILVER_TABLE
 from beta_assets.storage import read_silver, silver_high_water_marks
 from resources.lake import DeltaLake
@@ -165,13 +165,18 @@ def our_gold(
     wide_start, wide_end = start - BAND_REACH, end + BAND_REACH
     silver = read_silver(spark, lake, snapshot, wide_start, wide_end)
     typed = typed_ticks(silver.frame)
-    rows = market_and_rejected_rows(typed, settings, wide_start, wide_end).toArrow()
-    market, _ = market_series_rows(split_rows(rows)[0])
+    # As spy_returns: silver's blocking counts and the market's rows in one pass.
+    wide = (wide_start, wide_end)
+    grouped = quality_counts_with_kept_rows(typed, settings, wide, wide).toArrow()
+    market, _ = market_series_rows(split_rows(counts_and_kept_rows(grouped)[1])[0])
     first_tick = start - settings.bar
     ticks = prepared_ticks(in_time_range(typed, first_tick, end), settings)
     tickers = ticker_ticks(ticks, settings.market_symbol)
-    buckets = bucket_sums(tickers, market_series(market.cast(MARKET_SCHEMA)), settings, start)
-    bucket_rows = buckets.toArrow()
+    series = market_series(market.cast(MARKET_SCHEMA))
+    # As joined_returns: the file tasks in local mode where they apply, else Spark's shuffle.
+    bucket_rows, _ = joined_bucket_rows(
+        spark, lake, snapshot, silver, tickers, series, settings, start, end
+    )
     buckets_frame = dataframe_from_arrow(spark, bucket_rows)
     gold = window_metrics(buckets_frame, settings, start, end, final_before)
     return gold.toArrow(), sum(bucket_rows.column("pair_count").to_pylist())

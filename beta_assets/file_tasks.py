@@ -124,7 +124,8 @@ class _NotAscii(Exception):
 def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> pa.Table:
     """The rows of `scope`'s symbols (not the market) that `metrics.typed_ticks` finds valid,
     in [first, end): symbol, price, change, event time in the Spark path's types."""
-    raw = pc.dictionary_encode(rows.column(SYMBOL).cast(pa.string())).combine_chunks()
+    # One array first: the chunks of an encoded chunked array may not share one dictionary.
+    raw = pc.dictionary_encode(rows.column(SYMBOL).cast(pa.string()).combine_chunks())
     names = [_spark_symbol(value) for value in raw.dictionary.to_pylist()]
     wanted = np.array([_in_share(name, scope) for name in names] + [False], dtype=bool)
     # Null symbols index the appended False.
