@@ -43,6 +43,17 @@ class FileRead:
     storage_options: dict[str, str]
 
 
+# A share holds the ticks of about this much parquet (some 6M ticks: the kernel's arrays for
+# them take about 1 GB in the task), so a long range is not held by as few tasks as cores.
+SHARE_BYTES = 64 * 1024 * 1024
+
+
+def share_count(read: FileRead, cores: int) -> int:
+    """How many shares (tasks) the range is split into: at least one per core."""
+    total = sum(file.size_bytes for file in read.files)
+    return max(1, cores, -(-total // SHARE_BYTES))
+
+
 def typable_in_arrow(schema: pa.Schema) -> bool:
     """Whether Arrow types silver's columns of `schema` exactly as Spark does."""
 

@@ -56,6 +56,15 @@ def test_file_tasks_give_the_buckets_of_the_spark_path(lake_root, tmp_path, monk
     assert expected.num_rows > 100 and pc.sum(expected.column("duplicate_ticks")).as_py() > 0
     assert buckets(lake_root).equals(expected)
 
+    # More shares than cores (a long range): each symbol still lies in exactly one share.
+    monkeypatch.undo()  # the file tasks again
+    monkeypatch.setattr(returns, "share_count", lambda *_: 5)
+    five_shares = str(tmp_path / "five_shares")
+    write_silver(five_shares, ticks.slice(0, 300))
+    write_silver(five_shares, ticks.slice(300))
+    assert joined_by(run_range(five_shares, *keys, max_bad_share=0.05)) == FILE_TASKS_PATH
+    assert buckets(five_shares).equals(expected)
+
 
 def text_prices(ticks: pa.Table) -> pa.Table:
     return ticks.set_column(1, PRICE, ticks.column(PRICE).cast(pa.string()))
