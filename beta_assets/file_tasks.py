@@ -43,15 +43,23 @@ class FileRead:
     storage_options: dict[str, str]
 
 
-# A share holds the ticks of about this much parquet (some 6M ticks: the kernel's arrays for
-# them take about 1 GB in the task), so a long range is not held by as few tasks as cores.
-SHARE_BYTES = 64 * 1024 * 1024
+# The kernel takes a share's ticks in parts of about this much parquet (some 6M ticks: its
+# arrays for them take about 1 GB), so a long range is not held in two tasks' memory at once.
+PART_BYTES = 64 * 1024 * 1024
 
 
-def share_count(read: FileRead, cores: int) -> int:
-    """How many shares (tasks) the range is split into: at least one per core."""
-    total = sum(file.size_bytes for file in read.files)
-    return max(1, cores, -(-total // SHARE_BYTES))
+@dataclass(frozen=True)
+class Shares:
+    """Tasks (one per core: each reads every file once) and the parts of each for the kernel."""
+
+    tasks: int
+    parts: int
+
+    @classmethod
+    def of(cls, read: FileRead, cores: int) -> "Shares":
+        tasks = max(1, cores)
+        total = sum(file.size_bytes for file in read.files)
+        return cls(tasks, max(1, -(-total // (PART_BYTES * tasks))))
 
 
 def typable_in_arrow(schema: pa.Schema) -> bool:
@@ -86,36 +94,34 @@ def bucket_sums_from_files(
     geometry: Geometry,
     market_symbol: str,
     ticks_span: tuple[datetime, datetime],
-    shares: int,
+    shares: Shares,
 ) -> DataFrame:
-    """joined_returns rows of the valid ticker ticks in [first, end) of the files, from
-    `shares` tasks that each read every file and keep the symbols of their share.
+    """joined_returns rows of the valid ticker ticks in [first, end) of the files, from tasks
+    that each read every file and keep the symbols of their share, in parts.
 
     Collected, the rows either are the buckets, or (`needs_spark_typing`) say that silver holds
     a symbol that only Spark upper-cases right.
     """
-
     first_us, end_us = (int(moment.timestamp() * 1_000_000) for moment in ticks_span)
 
     def buckets_of_share(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         filesystem = table_filesystem(read.layout.table_uri, read.storage_options)
         for batch in batches:
             for share in batch.column(0).to_pylist():
+                scope = _Scope(share, shares.tasks, market_symbol, first_us, end_us)
                 try:
                     ticks = [
-                        _valid_ticker_ticks(
-                            read_data_file(read.layout, file, filesystem),
-                            _Scope(share, shares, market_symbol, first_us, end_us),
-                        )
+                        _valid_ticker_ticks(read_data_file(read.layout, file, filesystem), scope)
                         for file in read.files
                     ]
                 except _NotAscii:
                     yield _spark_typing_needed()
                     return
                 if ticks:
-                    yield bucket_sums_of(pa.concat_tables(ticks), market, geometry)
+                    for part in _parts(pa.concat_tables(ticks), shares):
+                        yield bucket_sums_of(part, market, geometry)
 
-    tasks = spark.range(0, shares, 1, numPartitions=shares)
+    tasks = spark.range(0, shares.tasks, 1, numPartitions=shares.tasks)
     return tasks.mapInArrow(buckets_of_share, from_arrow_schema(BUCKET_SCHEMA))
 
 
@@ -179,7 +185,24 @@ def _spark_symbol(value: str | None) -> str | None:
 def _in_share(name: str | None, scope: _Scope) -> bool:
     if name is None or name == scope.market_symbol:
         return False
-    return zlib.crc32(name.encode()) % scope.shares == scope.share
+    return _symbol_hash(name) % scope.shares == scope.share
+
+
+def _symbol_hash(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+def _parts(ticks: pa.Table, shares: Shares) -> Iterator[pa.Table]:
+    """A share's ticks in `shares.parts` parts, every symbol's ticks in one of them."""
+    if shares.parts == 1:
+        yield ticks
+        return
+    symbols = pc.dictionary_encode(ticks.column(SYMBOL).combine_chunks())
+    names = symbols.dictionary.to_pylist()
+    part_of_name = np.array([_symbol_hash(name) // shares.tasks % shares.parts for name in names])
+    part_of_row = part_of_name[symbols.indices.to_numpy(zero_copy_only=False)]
+    for part in range(shares.parts):
+        yield ticks.filter(pa.array(part_of_row == part))
 
 
 def _finite(values: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -56,14 +56,15 @@ def test_file_tasks_give_the_buckets_of_the_spark_path(lake_root, tmp_path, monk
     assert expected.num_rows > 100 and pc.sum(expected.column("duplicate_ticks")).as_py() > 0
     assert buckets(lake_root).equals(expected)
 
-    # More shares than cores (a long range): each symbol still lies in exactly one share.
+    # A long range: each task's share in parts (here more tasks than cores too); every
+    # symbol still lies in exactly one part.
     monkeypatch.undo()  # the file tasks again
-    monkeypatch.setattr(returns, "share_count", lambda *_: 5)
-    five_shares = str(tmp_path / "five_shares")
-    write_silver(five_shares, ticks.slice(0, 300))
-    write_silver(five_shares, ticks.slice(300))
-    assert joined_by(run_range(five_shares, *keys, max_bad_share=0.05)) == FILE_TASKS_PATH
-    assert buckets(five_shares).equals(expected)
+    monkeypatch.setattr(returns.Shares, "of", classmethod(lambda cls, *_: cls(tasks=3, parts=3)))
+    in_parts = str(tmp_path / "in_parts")
+    write_silver(in_parts, ticks.slice(0, 300))
+    write_silver(in_parts, ticks.slice(300))
+    assert joined_by(run_range(in_parts, *keys, max_bad_share=0.05)) == FILE_TASKS_PATH
+    assert buckets(in_parts).equals(expected)
 
 
 def text_prices(ticks: pa.Table) -> pa.Table:

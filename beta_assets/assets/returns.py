@@ -48,7 +48,7 @@ from beta_assets.checks import (
     spy_returns_results,
 )
 from beta_assets.config import BetaMetricsConfig
-from beta_assets.file_tasks import bucket_sums_from_files, needs_spark_typing, share_count
+from beta_assets.file_tasks import Shares, bucket_sums_from_files, needs_spark_typing
 from beta_assets.metrics import (
     MARKET_SCHEMA,
     MetricSettings,
@@ -272,7 +272,7 @@ def bucket_rows(
             bucket_geometry(settings, start),
             settings.market_symbol,
             (start - settings.bar, end),
-            share_count(read, read_parallelism(session)),
+            Shares.of(read, read_parallelism(session)),
         ).toArrow()
         if not needs_spark_typing(rows):
             return rows.cast(BUCKET_SCHEMA), FILE_TASKS_PATH
