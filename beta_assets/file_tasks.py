@@ -1,18 +1,18 @@
 """joined_returns' buckets in local mode, from silver's files read by the Python tasks.
 
 The Spark path (`metrics.bucket_sums`) types the ticks in the JVM, shuffles them by symbol and
-converts them to Arrow for the Python workers: on a 2-core machine that conversion alone cost
-about 4 s of the 10-13 s the step spent on 11.7M ticks (bench/profile_steps.py). Here each of
-a few tasks reads the files itself with pyarrow (deletion vectors and column mapping applied as
-in `storage.read_in_tasks`), keeps the symbols of its share, types them in Arrow and runs the
-same numpy kernel: no shuffle and no JVM-to-Arrow conversion, at the cost of every task reading
-the range. That is cheap on one machine's disk and cores, not on a cluster, so only local mode
-takes it.
+converts them to Arrow for the Python workers: on a 2-core machine, in a scratch session, a
+pass-through `mapInArrow` after the shuffle of 11.7M ticks cost about 4 s more than the
+shuffle alone, of a 10-13 s step. Here one task per core reads the files itself with pyarrow
+(deletion vectors and column mapping applied as in `storage.read_in_tasks`), keeps the
+symbols of its share, types them in Arrow and runs the same numpy kernel: no shuffle and no
+JVM-to-Arrow conversion, at the cost of every task reading the range. That is cheap on one
+machine's disk and cores, not on a cluster, so only local mode takes it.
 
 Typing in Arrow gives what `metrics.typed_ticks` gives only where both engines agree exactly:
 numeric price and change and a timestamp event time (no text to parse), no noise (its hash
-is Spark's), and ASCII symbols. Python upper-cases 55 characters differently
-from Spark's ICU (newer Unicode), so a task that meets a non-ASCII symbol says so and the step
+is Spark's), and ASCII symbols. Python 3.11 upper-cases 55 characters differently from Spark
+4.3's ICU (a newer Unicode), so a task that meets a non-ASCII symbol says so and the step
 takes the Spark path instead.
 """
 
