@@ -582,7 +582,8 @@ def require_usable_silver(
     results = silver_results(
         spark, lake, metrics, snapshot, hours, context.run_id, only_blocking=True
     )
-    _fail_unless_usable(context, snapshot, hours, list(results))
+    _raise_unless_usable(snapshot, list(results))
+    _mark_guarded(context, snapshot, hours)
 
 
 def silver_hours_to_guard(
@@ -595,11 +596,9 @@ def silver_hours_to_guard(
     return tuple(hours_silver_is_read(context.run.tags) or context.partition_time_window)
 
 
-def require_silver_columns(context: AssetExecutionContext, snapshot: DeltaTable) -> None:
+def require_silver_columns(snapshot: DeltaTable) -> None:
     """Fail the step when silver lacks a required column (before it reads silver)."""
-    contract = _column_contract(snapshot)
-    if not contract.passed:
-        _fail_unless_usable(context, snapshot, None, [contract])
+    _raise_unless_usable(snapshot, [_column_contract(snapshot)])
 
 
 def require_usable_counts(
@@ -612,16 +611,11 @@ def require_usable_counts(
     """`require_usable_silver` on silver's tick counts over `hours` that the step made in its
     own read of silver (spy_returns: `quality_counts_with_kept_rows`), so no other read is
     needed; the columns are checked by `require_silver_columns` before that read."""
-    record_silver_counts(context.run_id, snapshot, hours, counts)
-    _fail_unless_usable(context, snapshot, hours, [_value_shares(counts, metrics.max_bad_share)])
+    _raise_unless_usable(snapshot, [_value_shares(counts, metrics.max_bad_share)])
+    _mark_guarded(context, snapshot, hours)
 
 
-def _fail_unless_usable(
-    context: AssetExecutionContext,
-    snapshot: DeltaTable,
-    hours: tuple[datetime, datetime] | None,
-    results: list[AssetCheckResult],
-) -> None:
+def _raise_unless_usable(snapshot: DeltaTable, results: list[AssetCheckResult]) -> None:
     failed = [r for r in results if not r.passed and r.check_name in BLOCKING_SILVER_CHECKS]
     if failed:
         raise Failure(
@@ -629,12 +623,15 @@ def _fail_unless_usable(
             "written: " + "; ".join(f"{r.check_name}: {r.description}" for r in failed),
             metadata={r.check_name: r.description or "" for r in failed},
         )
-    if hours is not None:
-        context.log.info(
-            f"silver v{snapshot.version()} passes its blocking checks over {hours[0]} ... "
-            f"{hours[1]}"
-        )
-        _guarded_runs.add((context.run_id, snapshot.version()))
+
+
+def _mark_guarded(
+    context: AssetExecutionContext, snapshot: DeltaTable, hours: tuple[datetime, datetime]
+) -> None:
+    context.log.info(
+        f"silver v{snapshot.version()} passes its blocking checks over {hours[0]} ... {hours[1]}"
+    )
+    _guarded_runs.add((context.run_id, snapshot.version()))
 
 
 def _silver_checked_in_run(context: AssetExecutionContext) -> bool:

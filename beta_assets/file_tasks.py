@@ -30,7 +30,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from beta_assets.band import BUCKET_SCHEMA, UTC_MICROS, Geometry, MarketSeries, epoch_micros
 from beta_assets.band import bucket_sums as bucket_sums_of
 from beta_assets.settings import CHANGE, EVENT_TIME, PRICE, SYMBOL
-from beta_assets.symbols import SYMBOL_BLANKS
+from beta_assets.symbols import SYMBOL_BLANKS, normalised_symbol
 from resources.delta_files import DataFile, TableLayout, read_data_file, table_filesystem
 
 
@@ -176,10 +176,9 @@ def _spark_symbol(value: str | None) -> str | None:
     """The symbol as Spark types it (trimmed of SYMBOL_BLANKS, upper-cased); None if blank."""
     if value is None:
         return None
-    trimmed = value.strip(SYMBOL_BLANKS)
-    if not trimmed.isascii():
+    if not value.strip(SYMBOL_BLANKS).isascii():  # upper-cased alike only when ASCII
         raise _NotAscii(value)
-    return trimmed.upper() or None
+    return normalised_symbol(value) or None
 
 
 def _in_share(name: str | None, scope: _Scope) -> bool:

@@ -183,7 +183,8 @@ def quality_counts_with_kept_rows(
     noised = with_noise(typed, settings.noise_amplitude) if settings.noise else typed
     row = F.struct(*[F.col(name) for name in typed.columns])
     # The row is projected before the aggregation: built inside the aggregate, it made Spark
-    # cast every tick's raw values to text (8.6 s against 3.0 s on 11.7M ticks, warm).
+    # cast every tick's raw values to text (8.6 s against 3.0 s on 11.7M ticks, warm, in a
+    # scratch session).
     with_rows = noised.withColumn(KEPT_ROWS, F.when(_kept_by_spy_returns(symbol, *kept), row))
     kept_rows = F.collect_list(KEPT_ROWS).alias(KEPT_ROWS)
     return _quality_groups(with_rows, symbol, *counted).agg(*_quality_aggregates(), kept_rows)

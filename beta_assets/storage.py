@@ -116,7 +116,7 @@ def files_for_local_tasks(
     if not reads_local_files(spark) or not typable_in_arrow(schema):
         return None
     layout = table_layout(snapshot, _spark_compatible(schema))
-    return FileRead(layout, data_files(snapshot, files.predicate), lake.storage_options())
+    return FileRead(layout, data_files(snapshot, files.predicate), _options_for_tasks(spark, lake))
 
 
 def _plain_files(snapshot: DeltaTable, schema: pa.Schema) -> bool:

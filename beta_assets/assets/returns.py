@@ -115,7 +115,7 @@ def spy_returns(
     # and the market's rows: the counts cover the hours the run reads, the rows spy's own.
     guarded = silver_hours_to_guard(context, snapshot)
     if guarded is not None:
-        require_silver_columns(context, snapshot)
+        require_silver_columns(snapshot)
     counted = covering(guarded, (start, end))
     silver = read_silver(spark.spark_session, lake, snapshot, *counted)
     log_silver_read(context, silver)
@@ -123,10 +123,9 @@ def spy_returns(
     with stage_progress(spark.spark_session, spark_job_label(context), context.log.info):
         grouped = quality_counts_with_kept_rows(typed, settings, counted, (start, end)).toArrow()
     counts, rows = counts_and_kept_rows(grouped)
+    record_silver_counts(context.run_id, snapshot, counted, counts)
     if guarded is not None:
         require_usable_counts(context, metrics, snapshot, counted, counts)
-    else:
-        record_silver_counts(context.run_id, snapshot, counted, counts)
     market_rows, rejected = split_rows(rows)
     market, duplicates = market_series_rows(market_rows)
     commit = commit_metadata(context, silver.version)
