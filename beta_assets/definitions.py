@@ -1,7 +1,6 @@
 """The code location: assembles assets, jobs, resources and the executor; nothing else."""
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,11 +21,7 @@ from beta_assets.assets.silver import silver_ticks
 from beta_assets.checks import silver_ticks_checks
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.partitions import hourly_partitions
-from beta_assets.resources import (
-    lake_from_environment,
-    spark_from_environment,
-    start_spark_early,
-)
+from beta_assets.resources import lake_from_environment, spark_from_environment
 from beta_assets.sensors import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_MAX_PARTITIONS_PER_RUN,
@@ -108,6 +103,3 @@ def sensor_default_status(env: Mapping[str, str]) -> DefaultSensorStatus:
 
 
 defs = build_definitions(os.environ)
-# A process that executes a run (`dagster asset materialize`, a launched run) starts its JVM
-# now, while Dagster prepares the run; the run's spark resource takes that session.
-start_spark_early(defs.resources["spark"], os.environ, sys.argv)

@@ -1,9 +1,9 @@
 """The resources of the code location, configured from the environment (the public contract).
 
-TICKBETA_LAKE, TICKBETA_SPARK_MASTER, TICKBETA_SPARK_REMOTE, TICKBETA_SPARK_UI, the memory sizes
-TICKBETA_SPARK_DRIVER_MEMORY and TICKBETA_SPARK_EXECUTOR_MEMORY, and TICKBETA_SPARK_EARLY_START
-are read when the code location loads; object-store secrets are `EnvVar`s, resolved only when a
-run starts, so their values never appear in config, the UI or logs.
+TICKBETA_LAKE, TICKBETA_SPARK_MASTER, TICKBETA_SPARK_REMOTE, TICKBETA_SPARK_UI and the memory sizes
+TICKBETA_SPARK_DRIVER_MEMORY and TICKBETA_SPARK_EXECUTOR_MEMORY are read when the code location
+loads; object-store secrets are `EnvVar`s, resolved only when a run starts, so their values never
+appear in config, the UI or logs.
 """
 
 from collections.abc import Mapping
@@ -18,14 +18,13 @@ from beta_assets.settings import (
     LAKE_ENV,
     SHIP_CREDENTIALS_ENV,
     SPARK_DRIVER_MEMORY_ENV,
-    SPARK_EARLY_START_ENV,
     SPARK_EXECUTOR_MEMORY_ENV,
     SPARK_MASTER_ENV,
     SPARK_REMOTE_ENV,
     SPARK_UI_ENV,
 )
 from resources.lake import DeltaLake
-from resources.spark import SparkSessionResource, start_session_early
+from resources.spark import SparkSessionResource
 
 # Non-secret S3 settings passed through when set (S3-compatible servers need the endpoint).
 _S3_SETTINGS = {"region": "AWS_REGION", "endpoint": "AWS_ENDPOINT_URL"}
@@ -64,11 +63,3 @@ def spark_from_environment(env: Mapping[str, str]) -> SparkSessionResource:
         driver_memory=env.get(SPARK_DRIVER_MEMORY_ENV) or None,
         executor_memory=env.get(SPARK_EXECUTOR_MEMORY_ENV) or None,
     )
-
-
-def start_spark_early(spark: SparkSessionResource, env: Mapping[str, str], argv: list[str]) -> bool:
-    """Start the Spark session now when this process executes a run, unless
-    TICKBETA_SPARK_EARLY_START=false (see `resources.spark.start_session_early`)."""
-    if env.get(SPARK_EARLY_START_ENV, "true").strip().lower() in ("0", "false", "no"):
-        return False
-    return start_session_early(spark, argv)

@@ -93,9 +93,6 @@ SPARK_MASTER_ENV = "TICKBETA_SPARK_MASTER"
 DEFAULT_SPARK_MASTER = "local[*]"
 SPARK_REMOTE_ENV = "TICKBETA_SPARK_REMOTE"
 SPARK_UI_ENV = "TICKBETA_SPARK_UI"
-# false: a run's process starts Spark when the run's resources initialise, not when the code
-# location loads (the early start overlaps the JVM's start with Dagster's run preparation).
-SPARK_EARLY_START_ENV = "TICKBETA_SPARK_EARLY_START"
 # true: Spark's tasks get the run's object-store credentials; else their own environment's.
 SHIP_CREDENTIALS_ENV = "TICKBETA_SHIP_CREDENTIALS"
 # Memory of a classic session's driver and of a cluster's executors, in Spark's sizes (2g, 512m).

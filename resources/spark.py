@@ -2,7 +2,6 @@
 
 import atexit
 import os
-import signal
 import socket
 import sys
 import threading
@@ -116,20 +115,7 @@ class SparkSessionResource(PySparkResource):
     )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        early = take_early_session(self)
-        if early is None:
-            self._spark_session = self.create_session()
-            return
-        context.log.info(
-            f"Spark session started while Dagster prepared the run; waited {early.waited:.1f} s"
-        )
-        keep_interrupts_cancelling_jobs(early.session)
-        self._spark_session = early.session
-
-    def session_key(self) -> tuple:
-        """What a session built by this resource is made of: two resources with the same key
-        build the same session."""
-        return (self.master, self.remote, tuple(sorted(self._settings().items())))
+        self._spark_session = self.create_session()
 
     def create_session(self) -> SparkSession:
         """The session, or a `SparkUnreachableError` naming the URL within a minute."""
@@ -153,7 +139,6 @@ class SparkSessionResource(PySparkResource):
             raise SparkUnreachableError(f"Spark master {self.master}: {error}") from error
         if is_cluster:
             watch_executors(session.sparkContext, self.master)
-            keep_interrupts_cancelling_jobs(session)
         return session
 
     def _connect_session(self) -> SparkSession:
@@ -241,107 +226,6 @@ def with_quiet_logging(java_options: str, extra_java_options: str) -> str:
 class SparkUnreachableError(ConnectionError):
     """Spark (a Connect server, a cluster master, its executors) cannot be reached or stopped
     answering: raised within a minute with the URL and Spark's own error, instead of a hang."""
-
-
-# --- an early start: the JVM starts while Dagster prepares the run
-
-# The commands that execute a run in their own process: `dagster asset materialize`, `dagster
-# job execute`, and the run worker that `dagster dev`'s launcher starts. Each loads the code
-# location, then prepares the run (run creation writes one planned event per asset and
-# partition to the event log, a commit each: seconds for a range), and only then initialises
-# resources. Started when the code location loads, the JVM starts during that.
-RUN_COMMANDS = frozenset({("asset", "materialize"), ("job", "execute"), ("api", "execute_run")})
-
-
-class EarlySession:
-    """A session being built in a daemon thread by `resource.create_session()`."""
-
-    def __init__(self, resource: SparkSessionResource):
-        self.key = resource.session_key()
-        self.session: SparkSession | None = None
-        self.error: BaseException | None = None
-        self.waited = 0.0
-        self._done = threading.Event()
-        threading.Thread(
-            target=self._build, args=(resource,), name="tickbeta-spark-early-start", daemon=True
-        ).start()
-
-    def _build(self, resource: SparkSessionResource) -> None:
-        try:
-            self.session = resource.create_session()
-        except BaseException as error:  # noqa: BLE001 - handed to the resource's setup
-            self.error = error
-        finally:
-            self._done.set()
-
-    def wait(self) -> None:
-        started = time.monotonic()
-        self._done.wait()
-        self.waited = time.monotonic() - started
-
-
-_early_session: EarlySession | None = None
-
-
-def start_session_early(resource: SparkSessionResource, argv: list[str]) -> bool:
-    """Start `resource`'s classic session in the background when this process executes a run
-    (`argv` is one of RUN_COMMANDS). A Spark Connect session is cheap to open: never early."""
-    global _early_session
-    if resource.remote or tuple(argv[1:3]) not in RUN_COMMANDS or _early_session is not None:
-        return False
-    _early_session = EarlySession(resource)
-    return True
-
-
-def take_early_session(resource: SparkSessionResource) -> EarlySession | None:
-    """The early session, once built, if `resource` builds the same (run config may change
-    the resource's settings); its error if building it failed. A session with other settings
-    is stopped with its JVM, since static settings (memory, the master) apply only at a JVM's
-    start, and None is returned."""
-    global _early_session
-    early, _early_session = _early_session, None
-    if early is None:
-        return None
-    early.wait()
-    if early.key != resource.session_key():
-        if early.session is not None:
-            stop_with_jvm(early.session)
-        return None
-    if early.error is not None:
-        raise early.error
-    return early
-
-
-def stop_with_jvm(session: SparkSession) -> None:
-    """Stop a classic session and the JVM behind it: the next session starts a new JVM."""
-    session.stop()
-    gateway = SparkContext._gateway
-    if gateway is None:
-        return
-    gateway.shutdown()
-    process = getattr(gateway, "proc", None)
-    if process is not None:  # Spark's gateway server exits when its stdin closes
-        process.stdin.close()
-        process.wait(timeout=60)
-    SparkContext._gateway = None
-    SparkContext._jvm = None
-
-
-def keep_interrupts_cancelling_jobs(session: SparkSession) -> None:
-    """Ctrl-C cancels the session's Spark jobs, then interrupts, as PySpark arranges when a
-    classic context starts in the main thread. One started in another thread (early, or
-    under a deadline on a cluster) gets no such handler from PySpark."""
-    context = _spark_context(session)
-    if context is None or threading.current_thread() is not threading.main_thread():
-        return
-
-    def cancel_then_interrupt(signal_number: int, frame: Any) -> None:
-        try:
-            context.cancelAllJobs()
-        finally:
-            raise KeyboardInterrupt()
-
-    signal.signal(signal.SIGINT, cancel_then_interrupt)
 
 
 # --- Spark Connect: bounded retries

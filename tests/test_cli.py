@@ -75,8 +75,6 @@ def test_simulate_then_materialize_a_range_from_the_cli(spark, lake_root):
     # The superseded command still works, and Dagster's pointer to `dg launch` is all it warns.
     [warning] = warning_lines(materialized.stdout + materialized.stderr)
     assert "SupersessionWarning" in warning and "dg launch" in warning
-    # The JVM started while Dagster prepared the run (resources.spark.start_session_early).
-    assert "Spark session started while Dagster prepared the run" in materialized.stderr
     gold = lake.require(GOLD_TABLE).to_pyarrow_table().to_pandas()
     silver = lake.require(SILVER_TABLE).to_pyarrow_table()
     reference = naive_utc(notebook_gold(spark.createDataFrame(silver)).toPandas(), ["window_start"])
