@@ -1,4 +1,9 @@
-"""What a session is asked for: memory by kind of master, a driver that dies on OutOfMemoryError."""
+"""What a session is asked for: memory by kind of master, a driver that dies on OutOfMemoryError,
+its classes mapped from an archive."""
+
+import json
+import subprocess
+import sys
 
 from beta_assets.resources import spark_from_environment
 from resources.spark import (
@@ -6,6 +11,7 @@ from resources.spark import (
     DRIVER_LOGGING,
     EXIT_ON_OUT_OF_MEMORY,
     LOCAL_DEFAULTS,
+    QUIET_CLASS_SHARING,
     SparkSessionResource,
     connect_server_command,
     redacted_url,
@@ -18,7 +24,8 @@ QUIET_LOGGING = f"-Dlog4j2.configurationFile={DRIVER_LOGGING.as_uri()}"
 
 
 def settings(**fields) -> dict[str, str]:
-    return SparkSessionResource(**fields)._settings()
+    """A resource's settings; without a class archive unless `fields` name one."""
+    return SparkSessionResource(**{"class_archive": "", **fields})._settings()
 
 
 def test_local_mode_gives_the_driver_room_and_asks_for_no_executors():
@@ -97,3 +104,39 @@ def test_a_connect_url_in_an_error_shows_no_token():
         redacted_url("sc://h:15002/;token=s3cret;user_id=me")
         == "sc://h:15002/;token=...;user_id=..."
     )
+
+
+def test_the_driver_maps_its_classes_from_an_archive_when_there_is_one(tmp_path):
+    archive = tmp_path / "driver.jsa"
+    assert "SharedArchiveFile" not in settings(class_archive=str(archive))[DEFAULT_JAVA_OPTIONS]
+    archive.write_bytes(b"archive")
+    shared = settings(class_archive=str(archive))[DEFAULT_JAVA_OPTIONS]
+    assert shared == (
+        f"{EXIT_ON_OUT_OF_MEMORY} {QUIET_LOGGING} -XX:SharedArchiveFile={archive} "
+        f"{QUIET_CLASS_SHARING}"
+    )
+    # A user who decides class sharing themselves keeps that decision.
+    for options in ("-Xshare:off", "-XX:SharedArchiveFile=mine.jsa"):
+        own = settings(class_archive=str(archive), spark_config={EXTRA_JAVA_OPTIONS: options})
+        assert "SharedArchiveFile" not in own[DEFAULT_JAVA_OPTIONS]
+
+
+def test_a_written_class_archive_is_one_a_new_driver_jvm_maps(tmp_path):
+    """Written by one JVM, its classes loaded from it by the next; both in processes of their
+    own (tests/class_archive_process.py)."""
+    archive = tmp_path / "driver.jsa"
+
+    def archive_process(mode: str) -> dict:
+        command = [sys.executable, "-m", "tests.class_archive_process", mode, str(archive)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        return json.loads(result.stdout.splitlines()[-1])
+
+    written = archive_process("write")
+    assert written["size"] == archive.stat().st_size > 0
+    assert [path.name for path in tmp_path.iterdir()] == ["driver.jsa"]  # no temporary left
+    used = archive_process("use")
+    assert used["rows"] == [[0, 334], [1, 333], [2, 333]]
+    assert f"-XX:SharedArchiveFile={archive}" in used["arguments"]
+    # Spark's own classes: thousands of them come from the archive.
+    assert used["classes_from_archive"] > 1000

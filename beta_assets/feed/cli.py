@@ -8,14 +8,20 @@ from functools import partial
 from pathlib import Path
 
 from beta_assets.feed.check_report import report
-from beta_assets.feed.demo import RunFailed, run_demo
+from beta_assets.feed.demo import RunFailed, run_a_small_day, run_demo
 from beta_assets.feed.feed import append_sessions, run_live
 from beta_assets.feed.importer import FORMATS, import_capture
 from beta_assets.feed.simulator import SimulationSpec
 from beta_assets.resources import lake_from_environment
 from beta_assets.settings import LAKE_ENV, MARKET_SYMBOL
 from resources.lake import DeltaLake
-from resources.spark import DRIVER_MEMORY, LOCAL_DEFAULTS, connect_server_command
+from resources.spark import (
+    CLASS_ARCHIVE,
+    DRIVER_MEMORY,
+    LOCAL_DEFAULTS,
+    connect_server_command,
+    write_class_archive,
+)
 
 DEMO_LOG = "data/demo-run.log"
 
@@ -79,6 +85,12 @@ def _spark_connect(args: argparse.Namespace, lake: DeltaLake) -> int:
     os.execve(command[0], command, env)
 
 
+def _jvm_archive(args: argparse.Namespace, lake: DeltaLake) -> int:
+    size = write_class_archive(Path(args.path), run_a_small_day)
+    print(f"driver class archive: {args.path} ({size / 2**20:.0f} MB)")
+    return 0
+
+
 def _spec(args: argparse.Namespace) -> SimulationSpec:
     return SimulationSpec(
         symbols=args.symbols,
@@ -130,6 +142,13 @@ def _parser() -> argparse.ArgumentParser:
         "--memory", default=LOCAL_DEFAULTS[DRIVER_MEMORY], help="driver memory (%(default)s)"
     )
     connect.set_defaults(command=_spark_connect)
+
+    archive = commands.add_parser(
+        "jvm-archive",
+        help="record the classes a run's driver JVM loads: later JVMs start seconds sooner",
+    )
+    archive.add_argument("--path", default=str(CLASS_ARCHIVE), help="(%(default)s)")
+    archive.set_defaults(command=_jvm_archive)
     return parser
 
 

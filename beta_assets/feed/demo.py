@@ -1,6 +1,7 @@
 """The README's first command: simulate a trading day, materialize everything, compare betas."""
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,24 @@ def run_demo(
     report(f"materializing partitions {first_key} ... {last_key} in one run")
     materialize_range(lake, first_key, last_key, report, log_path)
     return beta_summary(lake)
+
+
+# The class archive's workload: small enough to take seconds, a whole run of every step.
+ARCHIVE_DAY = SimulationSpec(symbols=2, interval_seconds=60.0)
+
+
+def run_a_small_day(session: object) -> None:
+    """The pipeline over a small simulated day in a temporary lake and an ephemeral instance,
+    on the process's Spark session (`session`, which the run's spark resource finds):
+    `tickbeta jvm-archive` records the classes a run loads."""
+    home = os.environ.pop("DAGSTER_HOME", None)  # the run is not the user's to see
+    try:
+        with tempfile.TemporaryDirectory() as root:
+            lake = DeltaLake(root=root)
+            run_demo(lake, ARCHIVE_DAY, lambda _: None, Path(root) / "run.log")
+    finally:
+        if home is not None:
+            os.environ["DAGSTER_HOME"] = home
 
 
 def simulation_summary(spec: SimulationSpec, root: str) -> str:
