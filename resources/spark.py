@@ -6,6 +6,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from dagster import InitResourceContext
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 from pyspark import SparkContext
+from pyspark import __file__ as pyspark_file
 from pyspark import __version__ as pyspark_version
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.connect.client.retries import DefaultPolicy, RetryPolicyState
@@ -67,11 +69,14 @@ CONNECT_RETRY_SECONDS = 8.0
 # Measured in a scratch session on this 2-core machine (a session, then one aggregation over a
 # day of 500 symbols, three alternated runs): 3.5-4.5 s against 6.0-6.9 s to the session and
 # 5.0-5.2 s against 7.3-8.9 s for the first action. `tickbeta jvm-archive` (run by `make
-# install`) writes it; one per pyspark version, since a JVM refuses an archive of other jars.
+# install`) writes it.
+# Named by the pyspark version and where it is installed: a JVM checks the archive's jars by
+# path, so two environments (two checkouts) each keep their own.
+_SPARK_JARS = Path(pyspark_file).parent / "jars"
 CLASS_ARCHIVE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     / "tickbeta"
-    / f"spark-{pyspark_version}-driver.jsa"
+    / f"spark-{pyspark_version}-{zlib.crc32(str(_SPARK_JARS).encode()):08x}-driver.jsa"
 )
 # The JVM's own notes on an archive it cannot use (another Java, other jars) would reach the
 # run's console: it then starts as it would without one, silently.
