@@ -63,6 +63,7 @@ LOG4J_CONFIGURATION = "-Dlog4j2.configurationFile="
 # died fails the run after about 3 x 8 + 2 x 10 = 44 s; one that restarts within that is
 # picked up again.
 CONNECT_RETRY_SECONDS = 8.0
+CONNECT_PROBE_SECONDS = 50.0
 
 # A class archive of the driver JVM (Java's dynamic class data sharing): the classes a run
 # loads, mapped from one file instead of read from Spark's jars and verified one by one.
@@ -83,7 +84,6 @@ CLASS_ARCHIVE = (
 QUIET_CLASS_SHARING = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 # Java options with which a user decides class sharing themselves.
 CLASS_SHARING_OPTIONS = ("SharedArchiveFile", "ArchiveClassesAtExit", "-Xshare:off")
-CONNECT_PROBE_SECONDS = 50.0
 
 SESSION_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
@@ -266,9 +266,7 @@ def with_class_archive(java_options: str, extra_java_options: str, archive: str)
     return f"{java_options} -XX:SharedArchiveFile={archive} {QUIET_CLASS_SHARING}".strip()
 
 
-def write_class_archive(
-    archive: Path, workload: Callable[[SparkSession], None], spark_config: dict | None = None
-) -> int:
+def write_class_archive(archive: Path, workload: Callable[[SparkSession], None]) -> int:
     """Start a driver JVM that records the classes `workload(session)` loads, stop it, and put
     its archive at `archive`; the byte size written.
 
@@ -282,7 +280,7 @@ def write_class_archive(
     resource = SparkSessionResource(
         ui_enabled=False,
         class_archive="",
-        spark_config={**(spark_config or {}), "spark.driver.extraJavaOptions": options},
+        spark_config={"spark.driver.extraJavaOptions": options},
     )
     try:
         workload(resource.create_session())
