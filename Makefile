@@ -29,10 +29,12 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/tickbeta demo
 
-## The test suite (one local Spark session, small generated data). DAGSTER_HOME must exist:
+## The test suite (small generated data), its files shared among TEST_WORKERS processes, each
+## with one local Spark session; TEST_WORKERS=0 runs them in this one. DAGSTER_HOME must exist:
 ## `dagster definitions validate` in the tests refuses a missing one.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## The sample pipeline through the Dagster CLI on a fresh lake; fails if any check fails.
 pipeline-checks: $(STAMP)

@@ -1,4 +1,5 @@
-"""One Spark session for the whole test run, temporary lakes, and a way to run the pipeline."""
+"""One Spark session per test process (each xdist worker has its own), temporary lakes, and a
+way to run the pipeline."""
 
 import os
 import sys
