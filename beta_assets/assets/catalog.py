@@ -37,6 +37,7 @@ from beta_assets.settings import (
     SILVER_VERSION,
     SYMBOL,
 )
+from beta_assets.windows import WINDOW_START
 
 GROUP = "tickbeta"
 OWNERS = ["team:tickbeta"]
@@ -45,7 +46,6 @@ CODE_REFERENCES = "dagster/code_references"
 # A tag per medallion layer lets the asset catalog filter silver / intermediate / gold.
 LAYER = "layer"
 
-WINDOW_START = "window_start"
 _UTC = pa.timestamp("us", tz="UTC")
 
 # Gold's types as window_metrics(...).toArrow() writes them, in GOLD_COLUMNS' order (a column
