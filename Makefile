@@ -34,7 +34,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 ## `dagster definitions validate` in the tests refuses a missing one.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## The sample pipeline through the Dagster CLI on a fresh lake; fails if any check fails.
 pipeline-checks: $(STAMP)

@@ -366,8 +366,12 @@ def _completeness(
     window: tuple[datetime, datetime],
 ) -> AssetCheckResult:
     expected = expected_windows(buckets, settings.min_sample_size, *window)
-    present = frame[[SYMBOL, WINDOW_START]].drop_duplicates()
-    present[WINDOW_START] = pd.to_datetime(present[WINDOW_START], utc=True).astype(_TIMES)
+    present = pd.DataFrame(
+        {
+            SYMBOL: frame[SYMBOL],
+            WINDOW_START: pd.to_datetime(frame[WINDOW_START], utc=True).astype(_TIMES),
+        }
+    ).drop_duplicates()
     # One merge of the two sets of keys: a set of (symbol, Timestamp) tuples cost 0.5 s per
     # 100k windows in Timestamp objects alone.
     both = expected.merge(present, how="outer", on=[SYMBOL, WINDOW_START], indicator=True)
