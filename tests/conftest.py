@@ -30,7 +30,8 @@ def lake_root(tmp_path):
 # The files of a minute or more each (their own servers, JVMs and CLI processes; `--durations`
 # of 2026-12-03). They run first, so that `make test`'s workers (xdist, a file each at a time,
 # in collection order with --no-loadscope-reorder) do not end on one of them while the other
-# idles. The first two are mostly waits, apart. A stale list costs only time.
+# idles. The first two, mostly waiting on processes and servers, start one on each worker. A
+# stale list costs only time.
 LONGEST_FILES = (
     "test_fail_fast.py",
     "test_ui.py",
