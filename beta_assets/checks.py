@@ -7,7 +7,6 @@ broken. Validity of a tick has one definition, the quarantine reasons of `metric
 """
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -63,6 +62,7 @@ from beta_assets.settings import (
     WINDOW,
 )
 from beta_assets.storage import SilverSchemaError, micros_to_utc, read_silver, silver_schema
+from beta_assets.times import UTC_MICROS_DTYPE
 from beta_assets.watermarks import HighWaterMarks, newest_event_time
 from beta_assets.windows import WINDOW_START
 from resources.lake import DeltaLake
@@ -298,7 +298,7 @@ def expected_windows(
     pair counts ordered by (symbol, bucket) (all symbols at once: a loop per symbol cost 1.2 s
     at 500 symbols)."""
     if buckets.empty:
-        return pd.DataFrame({SYMBOL: pd.Series(dtype=object), WINDOW_START: _NO_TIMES})
+        return _window_keys([], [])
     slide_us = SLIDE // timedelta(microseconds=1)
     codes, symbols = pd.factorize(buckets[SYMBOL], sort=True)
     slots = np.asarray(_epoch_micros(buckets[BUCKET_START]), dtype=np.int64) // slide_us
@@ -329,10 +329,17 @@ def expected_windows(
         & (window_us >= _epoch_micros(start))
         & (window_us < _epoch_micros(end))
     )
+    return _window_keys(
+        symbols[window_codes[wanted]], pd.to_datetime(window_us[wanted], unit="us", utc=True)
+    )
+
+
+def _window_keys(symbols, starts) -> pd.DataFrame:
+    """(symbol, window_start) rows, the starts in one type so that two key sets merge."""
     return pd.DataFrame(
         {
-            SYMBOL: symbols[window_codes[wanted]],
-            WINDOW_START: pd.to_datetime(window_us[wanted], unit="us", utc=True).astype(_TIMES),
+            SYMBOL: pd.Series(symbols, dtype=object),
+            WINDOW_START: pd.Series(pd.to_datetime(starts, utc=True)).astype(UTC_MICROS_DTYPE),
         }
     )
 
@@ -366,12 +373,7 @@ def _completeness(
     window: tuple[datetime, datetime],
 ) -> AssetCheckResult:
     expected = expected_windows(buckets, settings.min_sample_size, *window)
-    present = pd.DataFrame(
-        {
-            SYMBOL: frame[SYMBOL],
-            WINDOW_START: pd.to_datetime(frame[WINDOW_START], utc=True).astype(_TIMES),
-        }
-    ).drop_duplicates()
+    present = _window_keys(frame[SYMBOL], frame[WINDOW_START]).drop_duplicates()
     # One merge of the two sets of keys: a set of (symbol, Timestamp) tuples cost 0.5 s per
     # 100k windows in Timestamp objects alone.
     both = expected.merge(present, how="outer", on=[SYMBOL, WINDOW_START], indicator=True)
@@ -379,38 +381,24 @@ def _completeness(
     return AssetCheckResult(
         check_name="gold_complete",
         asset_key=GOLD_TABLE,
-        passed=not missing and not extra,
-        description=f"{len(expected)} windows expected, {missing.count} missing, "
-        f"{extra.count} extra",
+        passed=missing.empty and extra.empty,
+        description=f"{len(expected)} windows expected, {len(missing)} missing, {len(extra)} extra",
         metadata={
             "windows_expected": len(expected),
-            "missing": MetadataValue.json(missing.shown),
-            "unexpected": MetadataValue.json(extra.shown),
+            "missing": MetadataValue.json(_first_windows(missing)),
+            "unexpected": MetadataValue.json(_first_windows(extra)),
         },
     )
 
 
-_TIMES = "datetime64[us, UTC]"
-_NO_TIMES = pd.Series(dtype=_TIMES)
-
-
-@dataclass(frozen=True)
-class _Windows:
-    count: int
-    shown: list[str]  # the first FAILURE_ROWS_SHOWN, as "symbol window_start"
-
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-
-def _windows(merged: pd.DataFrame, side: str) -> _Windows:
+def _windows(merged: pd.DataFrame, side: str) -> pd.DataFrame:
     """The windows of one side of an indicator merge, in (symbol, window_start) order."""
-    rows = merged[merged["_merge"] == side].sort_values([SYMBOL, WINDOW_START])
-    shown = rows.head(FAILURE_ROWS_SHOWN)
-    return _Windows(
-        len(rows),
-        [f"{s} {t}" for s, t in zip(shown[SYMBOL], shown[WINDOW_START], strict=True)],
-    )
+    return merged[merged["_merge"] == side].sort_values([SYMBOL, WINDOW_START])
+
+
+def _first_windows(windows: pd.DataFrame) -> list[str]:
+    shown = windows.head(FAILURE_ROWS_SHOWN)
+    return [f"{s} {t}" for s, t in zip(shown[SYMBOL], shown[WINDOW_START], strict=True)]
 
 
 def _freshness(

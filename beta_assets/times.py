@@ -2,6 +2,8 @@
 
 import pandas as pd
 
+# pandas' type of event times: UTC, microseconds (Delta's and Spark's precision).
+UTC_MICROS_DTYPE = "datetime64[us, UTC]"
 _ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
@@ -15,7 +17,7 @@ def parse_utc(values: pd.Series) -> pd.Series:
         return values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
     text = values.astype("string").str.strip()
     zoned = text.str.contains(_ZONE_SUFFIX, regex=True, na=False)
-    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    parsed = pd.Series(pd.NaT, index=values.index, dtype=UTC_MICROS_DTYPE)
     for mask in (zoned, ~zoned):
         if mask.any():
             parsed[mask] = pd.to_datetime(text[mask], utc=True, errors="coerce", format="ISO8601")
