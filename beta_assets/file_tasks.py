@@ -114,7 +114,7 @@ def bucket_sums_from_files(
                         _valid_ticker_ticks(read_data_file(read.layout, file, filesystem), scope)
                         for file in read.files
                     ]
-                except _NotAscii:
+                except NotAscii:
                     yield _spark_typing_needed()
                     return
                 if ticks:
@@ -134,19 +134,15 @@ class _Scope:
     end_us: int
 
 
-class _NotAscii(Exception):
-    pass
+class NotAscii(Exception):
+    """Silver holds a symbol that Python and Spark upper-case differently."""
 
 
 def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> pa.Table:
     """The rows of `scope`'s symbols (not the market) that `metrics.typed_ticks` finds valid,
     in [first, end): symbol, price, change, event time in the Spark path's types."""
-    # One array first: the chunks of an encoded chunked array may not share one dictionary.
-    raw = pc.dictionary_encode(rows.column(SYMBOL).cast(pa.string()).combine_chunks())
-    names = [_spark_symbol(value) for value in raw.dictionary.to_pylist()]
+    names, codes = spark_symbol_codes(rows.column(SYMBOL))
     wanted = np.array([_in_share(name, scope) for name in names] + [False], dtype=bool)
-    # Null symbols index the appended False.
-    codes = pc.fill_null(raw.indices, len(names)).to_numpy(zero_copy_only=False)
     mine = wanted[codes]
     rows, codes = rows.filter(pa.array(mine)), codes[mine]
     price = rows.column(PRICE).cast(pa.float64())
@@ -154,9 +150,9 @@ def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> pa.Table:
     times = rows.column(EVENT_TIME).cast(UTC_MICROS)
     micros = epoch_micros(pc.fill_null(times, 0))
     valid = (
-        _finite(price)
+        finite(price)
         & (np.nan_to_num(price.to_numpy(zero_copy_only=False), nan=0.0) > 0)
-        & _finite(change)
+        & finite(change)
         & ~np.asarray(pc.is_null(times).to_numpy(zero_copy_only=False), dtype=bool)
         & (micros >= scope.first_us)
         & (micros < scope.end_us)
@@ -172,12 +168,21 @@ def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> pa.Table:
     )
 
 
+def spark_symbol_codes(symbols: pa.ChunkedArray) -> tuple[list[str | None], np.ndarray]:
+    """(the distinct symbols as Spark types them, each row's index into them): a null symbol
+    indexes one past the end. Raises NotAscii for a symbol only Spark upper-cases right."""
+    # One array first: the chunks of an encoded chunked array may not share one dictionary.
+    raw = pc.dictionary_encode(symbols.cast(pa.string()).combine_chunks())
+    names = [_spark_symbol(value) for value in raw.dictionary.to_pylist()]
+    return names, pc.fill_null(raw.indices, len(names)).to_numpy(zero_copy_only=False)
+
+
 def _spark_symbol(value: str | None) -> str | None:
     """The symbol as Spark types it (trimmed of SYMBOL_BLANKS, upper-cased); None if blank."""
     if value is None:
         return None
     if not value.strip(SYMBOL_BLANKS).isascii():  # upper-cased alike only when ASCII
-        raise _NotAscii(value)
+        raise NotAscii(value)
     return normalised_symbol(value) or None
 
 
@@ -204,7 +209,31 @@ def _parts(ticks: pa.Table, shares: Shares) -> Iterator[pa.Table]:
         yield ticks.filter(pa.array(part_of_row == part))
 
 
-def _finite(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def finite(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Not null, not NaN, not infinite: the complement of `metrics._not_finite`."""
-    finite = pc.fill_null(pc.is_finite(values), False)
-    return np.asarray(finite.to_numpy(zero_copy_only=False), dtype=bool)
+    usable = pc.fill_null(pc.is_finite(values), False)
+    return np.asarray(usable.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+# A task reads files adding up to about this much parquet (a few million ticks): the size
+# `storage.read_in_tasks` and `quality_tasks` group files to.
+TASK_READ_BYTES = 64 * 1024 * 1024
+
+
+def file_groups(files: list[DataFile], min_groups: int) -> list[list[DataFile]]:
+    """Consecutive files in groups of about TASK_READ_BYTES, at least `min_groups` of them
+    (but never more groups than files)."""
+    total = sum(file.size_bytes for file in files)
+    wanted = min(len(files), max(min_groups, -(-total // TASK_READ_BYTES)))
+    if not wanted:
+        return []
+    share = total / wanted
+    groups: list[list[DataFile]] = [[]]
+    filled = 0
+    for file in sorted(files, key=lambda f: f.uri):
+        # Close the group once it holds its share (a new group also needs files to remain).
+        if groups[-1] and filled >= share * len(groups) and len(groups) < wanted:
+            groups.append([])
+        groups[-1].append(file)
+        filled += file.size_bytes
+    return groups

@@ -22,12 +22,16 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from beta_assets.band import BUCKET_SCHEMA, Geometry, MarketSeries
 from beta_assets.band import bucket_sums as bucket_sums_of
 from beta_assets.settings import (
+    BAD_CHANGE_PERCENT,
+    BAD_EVENT_TIME,
+    BAD_PRICE,
     BAND,
     BAR,
     BLUME_PRIOR,
     BLUME_WEIGHT,
     BUCKETS_PER_WINDOW,
     CHANGE,
+    EMPTY_SYMBOL,
     EVENT_TIME,
     GOLD_COLUMNS,
     MARKET_EVENT_TIME,
@@ -38,6 +42,7 @@ from beta_assets.settings import (
     MIN_ALIGNED_BARS,
     MIN_SAMPLE_SIZE,
     NOISE_AMPLITUDE,
+    NON_POSITIVE_PRICE,
     PRICE,
     RISK_FREE_RATE,
     SILVER_COLUMNS,
@@ -123,11 +128,11 @@ def _not_finite(column: Column) -> Column:
 def _quarantine_reason() -> Column:
     symbol, price, change = F.col(SYMBOL), F.col(PRICE), F.col(CHANGE)
     return (
-        F.when(symbol.isNull() | (symbol == ""), F.lit("empty_symbol"))
-        .when(F.col(EVENT_TIME).isNull(), F.lit("bad_event_time"))
-        .when(_not_finite(price), F.lit("bad_price"))
-        .when(price <= 0, F.lit("non_positive_price"))
-        .when(_not_finite(change), F.lit("bad_change_percent"))
+        F.when(symbol.isNull() | (symbol == ""), F.lit(EMPTY_SYMBOL))
+        .when(F.col(EVENT_TIME).isNull(), F.lit(BAD_EVENT_TIME))
+        .when(_not_finite(price), F.lit(BAD_PRICE))
+        .when(price <= 0, F.lit(NON_POSITIVE_PRICE))
+        .when(_not_finite(change), F.lit(BAD_CHANGE_PERCENT))
     )
 
 
@@ -159,6 +164,8 @@ def _kept_by_spy_returns(market_symbol: str, start: datetime, end: datetime) -> 
 
 
 KEPT_ROWS = "kept_rows"
+# What silver's tick counts are grouped by (`silver_quality_counts`).
+QUALITY_KEYS = ["hour", QUARANTINE_REASON, "is_market"]
 
 
 def silver_quality_counts(

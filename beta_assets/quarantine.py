@@ -13,7 +13,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beta_assets.metrics import KEPT_ROWS, MARKET_SCHEMA, QUARANTINE_REASON, RAW_PREFIX
+from beta_assets.metrics import (
+    KEPT_ROWS,
+    MARKET_SCHEMA,
+    QUALITY_KEYS,
+    QUARANTINE_REASON,
+    RAW_PREFIX,
+)
 from beta_assets.partitions import HOUR_FORMAT
 from beta_assets.settings import (
     CHANGE,
@@ -39,11 +45,25 @@ def counts_and_kept_rows(grouped: pa.Table) -> tuple[pd.DataFrame, pa.Table]:
     """(silver's tick counts per group, the rows kept for spy_returns) of
     `quality_counts_with_kept_rows`' output."""
     rows = pa.Table.from_struct_array(pc.list_flatten(grouped.column(KEPT_ROWS)))
-    counts = grouped.drop_columns([KEPT_ROWS])
+    counts = _one_row_per_group(grouped.drop_columns([KEPT_ROWS]))
     # The hour as Spark's toPandas gives it (naive, in the session's UTC).
     naive_hour = counts.column("hour").cast(pa.timestamp("ns"))
     counts = counts.set_column(counts.schema.get_field_index("hour"), "hour", naive_hour)
     return counts.to_pandas(), rows
+
+
+def _one_row_per_group(counts: pa.Table) -> pa.Table:
+    """The counts with a group's parts summed (the file tasks count file by file)."""
+    summed = counts.group_by(QUALITY_KEYS, use_threads=False).aggregate(
+        [("count", "sum"), ("latest_micros", "max")]
+    )
+    return pa.table(
+        {
+            **{key: summed.column(key) for key in QUALITY_KEYS},
+            "count": summed.column("count_sum"),
+            "latest_micros": summed.column("latest_micros_max"),
+        }
+    )
 
 
 def split_rows(rows: pa.Table) -> tuple[pa.Table, pa.Table]:

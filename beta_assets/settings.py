@@ -70,6 +70,15 @@ ALIGNED_COLUMNS = (
 )
 GOLD_COLUMNS = NOTEBOOK_COLUMNS + ALIGNED_COLUMNS
 
+# Why a silver row cannot be used, in the order the conditions are tested (a row gets the first).
+QUARANTINE_REASONS = (
+    EMPTY_SYMBOL,
+    BAD_EVENT_TIME,
+    BAD_PRICE,
+    NON_POSITIVE_PRICE,
+    BAD_CHANGE_PERCENT,
+) = ("empty_symbol", "bad_event_time", "bad_price", "non_positive_price", "bad_change_percent")
+
 # --- tables in the lake
 SILVER_TABLE = "silver_ticks"
 SPY_RETURNS_TABLE = "spy_returns"

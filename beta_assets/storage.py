@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from beta_assets.file_tasks import FileRead, typable_in_arrow
+from beta_assets.file_tasks import FileRead, file_groups, typable_in_arrow
 from beta_assets.metrics import latest_event_micros_per_side, typed_ticks
 from beta_assets.partitions import HOUR_FORMAT, hour_labels
 from beta_assets.settings import (
@@ -145,8 +145,6 @@ def _spark_compatible(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, compatible(f.type)) for f in schema])
 
 
-# A task reads files adding up to about this much parquet (a few million ticks)...
-TASK_READ_BYTES = 64 * 1024 * 1024
 # ... and a read has at least this many tasks per core of the cluster, when there are files.
 TASKS_PER_CORE = 2
 # Arrow batches a reading task hands to Spark.
@@ -179,25 +177,6 @@ def read_in_tasks(
     # One row, so one task, per group of files.
     group_ids = spark.range(0, len(groups), 1, numPartitions=max(1, len(groups)))
     return group_ids.mapInArrow(read_groups, from_arrow_schema(layout.columns))
-
-
-def file_groups(files: list[DataFile], min_groups: int) -> list[list[DataFile]]:
-    """Consecutive files in groups of about TASK_READ_BYTES, at least `min_groups` of them
-    (but never more groups than files)."""
-    total = sum(file.size_bytes for file in files)
-    wanted = min(len(files), max(min_groups, -(-total // TASK_READ_BYTES)))
-    if not wanted:
-        return []
-    share = total / wanted
-    groups: list[list[DataFile]] = [[]]
-    filled = 0
-    for file in sorted(files, key=lambda f: f.uri):
-        # Close the group once it holds its share (a new group also needs files to remain).
-        if groups[-1] and filled >= share * len(groups) and len(groups) < wanted:
-            groups.append([])
-        groups[-1].append(file)
-        filled += file.size_bytes
-    return groups
 
 
 # The first read for the high-water marks covers this much before silver's newest statistics.

@@ -48,7 +48,7 @@ from beta_assets.checks import (
     spy_returns_results,
 )
 from beta_assets.config import BetaMetricsConfig
-from beta_assets.file_tasks import Shares, bucket_sums_from_files, needs_spark_typing
+from beta_assets.file_tasks import FileRead, Shares, bucket_sums_from_files, needs_spark_typing
 from beta_assets.metrics import (
     MARKET_SCHEMA,
     MetricSettings,
@@ -62,6 +62,8 @@ from beta_assets.metrics import (
     typed_ticks,
 )
 from beta_assets.partitions import BAND_REACH, same_hour_mapping
+from beta_assets.quality_tasks import needs_spark_typing as quality_needs_spark_typing
+from beta_assets.quality_tasks import quality_groups_from_files
 from beta_assets.quarantine import (
     counts_and_kept_rows,
     market_series_rows,
@@ -117,11 +119,14 @@ def spy_returns(
     if guarded is not None:
         require_silver_columns(snapshot)
     counted = covering(guarded, (start, end))
-    silver = read_silver(spark.spark_session, lake, snapshot, *counted)
+    session = spark.spark_session
+    silver = read_silver(session, lake, snapshot, *counted)
     log_silver_read(context, silver)
-    typed = typed_ticks(silver.frame)
-    with stage_progress(spark.spark_session, spark_job_label(context), context.log.info):
-        grouped = quality_counts_with_kept_rows(typed, settings, counted, (start, end)).toArrow()
+    with stage_progress(session, spark_job_label(context), context.log.info):
+        grouped, path = quality_groups(
+            session, lake, snapshot, silver, settings, counted, (start, end)
+        )
+    context.log.info(f"spy_returns: silver's ticks counted by {path}")
     counts, rows = counts_and_kept_rows(grouped)
     record_silver_counts(context.run_id, snapshot, counted, counts)
     if guarded is not None:
@@ -146,6 +151,7 @@ def spy_returns(
         metadata={
             **run_metadata(written, silver.version, watch, lake.uri(SPY_RETURNS_TABLE)),
             **read_metadata(silver),
+            "quality_path": path,
             "duplicate_market_ticks": duplicates,
             "quarantined_rows": sum(rejected_by_reason.values()),
             **{f"quarantined_{reason}": count for reason, count in rejected_by_reason.items()},
@@ -245,7 +251,42 @@ def covering(
 
 
 SPARK_PATH = "spark (ticks shuffled by symbol)"
+SPARK_TYPING_PATH = "spark (ticks typed and grouped in the JVM)"
 FILE_TASKS_PATH = "file tasks (silver's files read in local Python tasks)"
+
+
+def local_file_read(
+    session: SparkSession,
+    lake: DeltaLake,
+    snapshot: DeltaTable,
+    silver: SilverRead,
+    settings: MetricSettings,
+) -> FileRead | None:
+    """silver's files for the file tasks, when they type it as Spark does (no noise: its hash
+    is Spark's); else None."""
+    return None if settings.noise else files_for_local_tasks(session, lake, snapshot, silver.files)
+
+
+def quality_groups(
+    session: SparkSession,
+    lake: DeltaLake,
+    snapshot: DeltaTable,
+    silver: SilverRead,
+    settings: MetricSettings,
+    counted: tuple[datetime, datetime],
+    kept: tuple[datetime, datetime],
+) -> tuple[pa.Table, str]:
+    """`quality_counts_with_kept_rows` collected, and the path that computed it: in local mode
+    the file tasks when they can (`quality_tasks`), else Spark."""
+    read = local_file_read(session, lake, snapshot, silver, settings)
+    if read is not None:
+        cores = read_parallelism(session)
+        symbol = settings.market_symbol
+        grouped = quality_groups_from_files(session, read, symbol, counted, kept, cores).toArrow()
+        if not quality_needs_spark_typing(grouped):
+            return grouped, FILE_TASKS_PATH
+    grouped = quality_counts_with_kept_rows(typed_ticks(silver.frame), settings, counted, kept)
+    return grouped.toArrow(), SPARK_TYPING_PATH
 
 
 def bucket_rows(
@@ -261,7 +302,7 @@ def bucket_rows(
 ) -> tuple[pa.Table, str]:
     """joined_returns' rows for [start, end), and the path that computed them: in local mode
     the file tasks when they can type silver like Spark (`file_tasks`), else Spark's shuffle."""
-    read = None if settings.noise else files_for_local_tasks(session, lake, snapshot, silver.files)
+    read = local_file_read(session, lake, snapshot, silver, settings)
     if read is not None:
         # As in the Spark path, ticks from one bar before `start` price the first bar.
         rows = bucket_sums_from_files(

@@ -21,6 +21,7 @@ from beta_assets.settings import (
     EVENT_TIME,
     IMPORT_REJECTS_TABLE,
     PRICE,
+    QUARANTINE_REASONS,
     SILVER_COLUMNS,
     SILVER_TABLE,
     SYMBOL,
@@ -83,7 +84,7 @@ def validate(raw: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
             price <= 0,
             ~np.isfinite(change),
         ],
-        ["empty_symbol", "bad_event_time", "bad_price", "non_positive_price", "bad_change_percent"],
+        list(QUARANTINE_REASONS),
         default="",
     )
     good = reasons == ""
