@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from bench.polars_peer import PeerSettings, settings_argument
 from beta_assets.assets.returns import bucket_rows as joined_bucket_rows
+from beta_assets.assets.returns import quality_groups as spy_quality_groups
 from beta_assets.feed.feed import append_sessions
 from beta_assets.feed.simulator import FeedState, SimulationSpec, initial_state, simulate_span
 from beta_assets.metrics import (
@@ -41,7 +42,6 @@ from beta_assets.metrics import (
     in_time_range,
     market_series,
     prepared_ticks,
-    quality_counts_with_kept_rows,
     ticker_ticks,
     typed_ticks,
     window_metrics,
@@ -165,9 +165,10 @@ def our_gold(
     wide_start, wide_end = start - BAND_REACH, end + BAND_REACH
     silver = read_silver(spark, lake, snapshot, wide_start, wide_end)
     typed = typed_ticks(silver.frame)
-    # As spy_returns: silver's blocking counts and the market's rows in one pass.
+    # As spy_returns: silver's blocking counts and the market's rows in one pass (the file
+    # tasks in local mode where they apply, else Spark's typing).
     wide = (wide_start, wide_end)
-    grouped = quality_counts_with_kept_rows(typed, settings, wide, wide).toArrow()
+    grouped, _ = spy_quality_groups(spark, lake, snapshot, silver, settings, wide, wide)
     market, _ = market_series_rows(split_rows(counts_and_kept_rows(grouped)[1])[0])
     first_tick = start - settings.bar
     ticks = prepared_ticks(in_time_range(typed, first_tick, end), settings)
