@@ -149,11 +149,10 @@ def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> pa.Table:
     change = rows.column(CHANGE).cast(pa.float64())
     times = rows.column(EVENT_TIME).cast(UTC_MICROS)
     micros = epoch_micros(pc.fill_null(times, 0))
+    timeless = np.asarray(pc.is_null(times).to_numpy(zero_copy_only=False), dtype=bool)
+    blank = np.zeros(len(micros), dtype=bool)  # the share holds named symbols only
     valid = (
-        finite(price)
-        & (np.nan_to_num(price.to_numpy(zero_copy_only=False), nan=0.0) > 0)
-        & finite(change)
-        & ~np.asarray(pc.is_null(times).to_numpy(zero_copy_only=False), dtype=bool)
+        (reason_codes(blank, timeless, price, change) == 0)
         & (micros >= scope.first_us)
         & (micros < scope.end_us)
     )
@@ -209,7 +208,17 @@ def _parts(ticks: pa.Table, shares: Shares) -> Iterator[pa.Table]:
         yield ticks.filter(pa.array(part_of_row == part))
 
 
-def finite(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def reason_codes(
+    blank: np.ndarray, timeless: np.ndarray, price: pa.ChunkedArray, change: pa.ChunkedArray
+) -> np.ndarray:
+    """Each row's quarantine reason as `metrics._quarantine_reason` gives it, as a code: 0 for
+    none, else 1 + the index of the first of QUARANTINE_REASONS' conditions the row meets."""
+    positive = np.nan_to_num(price.to_numpy(zero_copy_only=False), nan=0.0) > 0
+    conditions = [blank, timeless, ~_finite(price), ~positive, ~_finite(change)]
+    return np.select(conditions, range(1, len(conditions) + 1), default=0).astype(np.int8)
+
+
+def _finite(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Not null, not NaN, not infinite: the complement of `metrics._not_finite`."""
     usable = pc.fill_null(pc.is_finite(values), False)
     return np.asarray(usable.to_numpy(zero_copy_only=False), dtype=bool)

@@ -24,7 +24,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from beta_assets.band import UTC_MICROS, epoch_micros
-from beta_assets.file_tasks import FileRead, NotAscii, file_groups, finite, spark_symbol_codes
+from beta_assets.file_tasks import (
+    FileRead,
+    NotAscii,
+    file_groups,
+    reason_codes,
+    spark_symbol_codes,
+)
 from beta_assets.metrics import KEPT_ROWS, QUARANTINE_REASON, RAW_PREFIX
 from beta_assets.settings import (
     CHANGE,
@@ -37,7 +43,7 @@ from beta_assets.settings import (
 from resources.delta_files import read_data_file, table_filesystem
 
 _HOUR_MICROS = 3_600 * 1_000_000
-# A row's reason as a code: 0 for none, else 1 + its index in QUARANTINE_REASONS.
+# A row's reason by its code (`file_tasks.reason_codes`).
 _REASON_TEXT = pa.array([None, *QUARANTINE_REASONS], pa.string())
 
 # A kept row and a group as Spark's toArrow gives `quality_counts_with_kept_rows`.
@@ -131,7 +137,7 @@ def _quality_groups(rows: pa.Table, scope: _Scope) -> pa.RecordBatch:
     times = rows.column(EVENT_TIME).cast(UTC_MICROS)
     timeless = np.asarray(pc.is_null(times).to_numpy(zero_copy_only=False), dtype=bool)
     micros = epoch_micros(pc.fill_null(times, 0))
-    reason = _reason_codes(blank, timeless, price, change)
+    reason = reason_codes(blank, timeless, price, change)
     kept = _within(micros, scope.kept) & ~timeless
     if np.any((reason > 0) & (kept | timeless)):
         raise _QuarantineNeeded()
@@ -150,7 +156,8 @@ def _quality_groups(rows: pa.Table, scope: _Scope) -> pa.RecordBatch:
     groups = keys.group_by(["hour", "reason", "is_market"], use_threads=False).aggregate(
         [("latest", "max"), ([], "count_all")]
     )
-    market_rows = pa.array((reason == 0) & market & kept)
+    market_mask = (reason == 0) & market & kept
+    market_rows = pa.array(market_mask)
     return pa.RecordBatch.from_arrays(
         [
             pa.array(groups.column("hour").to_numpy(), pa.int64()).cast(UTC_MICROS),
@@ -162,6 +169,7 @@ def _quality_groups(rows: pa.Table, scope: _Scope) -> pa.RecordBatch:
                 groups,
                 pa.table(
                     {
+                        "hour": hour[market_mask],
                         PRICE: price.filter(market_rows),
                         CHANGE: change.filter(market_rows),
                         EVENT_TIME: times.filter(market_rows),
@@ -175,10 +183,11 @@ def _quality_groups(rows: pa.Table, scope: _Scope) -> pa.RecordBatch:
 
 
 def _kept_lists(groups: pa.Table, market: pa.Table, market_symbol: str) -> pa.ListArray:
-    """Per group, the market's valid ticks of the kept hours that belong to it (those of its
-    hour for a valid market group, none for the others), as Spark's kept rows."""
-    market = market.sort_by(EVENT_TIME)
-    tick_hours = epoch_micros(market.column(EVENT_TIME)) // _HOUR_MICROS * _HOUR_MICROS
+    """Per group, the market's valid ticks of the kept hours (with their "hour") that belong to
+    it (those of its hour for a valid market group, none for the others), as Spark's kept
+    rows."""
+    market = market.sort_by("hour")
+    tick_hours = market.column("hour").to_numpy()
     group_hours = groups.column("hour").to_numpy()
     valid_market = (groups.column("reason").to_numpy() == 0) & groups.column("is_market").to_numpy(
         zero_copy_only=False
@@ -204,12 +213,3 @@ def _kept_lists(groups: pa.Table, market: pa.Table, market_symbol: str) -> pa.Li
     )
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(KEPT_ROW_TYPE))
-
-
-def _reason_codes(
-    blank: np.ndarray, timeless: np.ndarray, price: pa.ChunkedArray, change: pa.ChunkedArray
-) -> np.ndarray:
-    """Each row's quarantine reason code, the first of QUARANTINE_REASONS' conditions it meets."""
-    positive = np.nan_to_num(price.to_numpy(zero_copy_only=False), nan=0.0) > 0
-    conditions = [blank, timeless, ~finite(price), ~positive, ~finite(change)]
-    return np.select(conditions, range(1, len(conditions) + 1), default=0).astype(np.int8)

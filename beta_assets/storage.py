@@ -145,7 +145,8 @@ def _spark_compatible(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, compatible(f.type)) for f in schema])
 
 
-# ... and a read has at least this many tasks per core of the cluster, when there are files.
+# A read (of file groups of about file_tasks.TASK_READ_BYTES) has at least this many tasks per
+# core of the cluster, when there are files.
 TASKS_PER_CORE = 2
 # Arrow batches a reading task hands to Spark.
 TASK_BATCH_ROWS = 100_000
