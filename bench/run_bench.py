@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.polars_peer import PeerSettings, settings_argument
+from beta_assets.assets.gold import window_rows
 from beta_assets.assets.returns import bucket_rows as joined_bucket_rows
 from beta_assets.assets.returns import quality_groups as spy_quality_groups
 from beta_assets.feed.feed import append_sessions
@@ -44,14 +45,13 @@ from beta_assets.metrics import (
     prepared_ticks,
     ticker_ticks,
     typed_ticks,
-    window_metrics,
 )
 from beta_assets.partitions import BAND_REACH, hours_holding, partition_key
 from beta_assets.quarantine import counts_and_kept_rows, market_series_rows, split_rows
 from beta_assets.settings import EVENT_TIME, GOLD_TABLE, SILVER_TABLE
 from beta_assets.storage import read_silver, silver_high_water_marks
 from resources.lake import DeltaLake
-from resources.spark import SparkSessionResource, dataframe_from_arrow
+from resources.spark import SparkSessionResource
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DERIVED = ("spy_returns", "joined_returns", "gold_beta_metrics", "quarantine_ticks")
@@ -178,9 +178,9 @@ def our_gold(
     bucket_rows, _ = joined_bucket_rows(
         spark, lake, snapshot, silver, tickers, series, settings, start, end
     )
-    buckets_frame = dataframe_from_arrow(spark, bucket_rows)
-    gold = window_metrics(buckets_frame, settings, start, end, final_before)
-    return gold.toArrow(), sum(bucket_rows.column("pair_count").to_pylist())
+    # As gold: in the run process while the buckets are few, else in Spark's tasks.
+    gold, _ = window_rows(spark, bucket_rows, settings, (start, end), final_before)
+    return gold, sum(bucket_rows.column("pair_count").to_pylist())
 
 
 def notebook_seconds(spark, lake: DeltaLake, cap_seconds: float) -> tuple[float | None, str]:

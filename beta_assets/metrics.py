@@ -27,13 +27,9 @@ from beta_assets.settings import (
     BAD_PRICE,
     BAND,
     BAR,
-    BLUME_PRIOR,
-    BLUME_WEIGHT,
-    BUCKETS_PER_WINDOW,
     CHANGE,
     EMPTY_SYMBOL,
     EVENT_TIME,
-    GOLD_COLUMNS,
     MARKET_EVENT_TIME,
     MARKET_PREMIUM,
     MARKET_PRICE,
@@ -48,14 +44,13 @@ from beta_assets.settings import (
     SILVER_COLUMNS,
     SLIDE,
     SYMBOL,
-    WINDOW,
 )
 from beta_assets.symbols import SYMBOL_BLANKS
-from beta_assets.windows import WINDOW_SUMS_SCHEMA, window_sums
+from beta_assets.times import epoch_us
+from beta_assets.windows import GOLD_SCHEMA, gold_rows
 
 QUARANTINE_REASON = "quarantine_reason"
 RAW_PREFIX = "raw_"
-_MICROS_PER_SECOND = 1_000_000
 _UNIT_INTERVAL_BITS = 53  # a double holds 53 bits of a hash exactly
 
 
@@ -78,7 +73,7 @@ class MetricSettings:
 
 
 def _micros(delta: timedelta) -> int:
-    return int(delta.total_seconds() * _MICROS_PER_SECOND)
+    return delta // timedelta(microseconds=1)
 
 
 # --- ticks
@@ -303,7 +298,7 @@ def bucket_geometry(settings: MetricSettings, start: datetime) -> Geometry:
         band_us=_micros(BAND),
         bucket_us=_micros(SLIDE),
         bar_us=_micros(settings.bar),
-        first_tick_us=int(start.timestamp() * _MICROS_PER_SECOND),
+        first_tick_us=epoch_us(start),
     )
 
 
@@ -341,84 +336,17 @@ def window_metrics(
     """The notebook's gold rows (and the aligned beta) for the windows starting in [start, end).
 
     A window [w, w + 2h) is exactly the 24 buckets w, w + 5m, ...: the buckets of a symbol
-    meet in one task, where numpy adds each window up from its buckets.
+    meet in one task, where numpy adds each window up from its buckets (`windows.gold_rows`).
     `final_before`: windows ending before it are the ones the streaming query has emitted.
     """
-    slide_us = _micros(SLIDE)
-    start_us, end_us = (int(t.timestamp() * _MICROS_PER_SECOND) for t in (start, end))
+    start_us, end_us = (epoch_us(t) for t in (start, end))
+    final_before_us = epoch_us(final_before) if final_before is not None else None
 
-    def sums_per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def rows_per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         received = [batch for batch in batches if batch.num_rows]
         if received:
             rows = pa.Table.from_batches(received)
-            sums = window_sums(rows, slide_us, BUCKETS_PER_WINDOW, start_us, end_us)
-            yield from sums.to_batches()
+            yield from gold_rows(rows, settings, start_us, end_us, final_before_us).to_batches()
 
     by_symbol = buckets.select(*BUCKET_SCHEMA.names).repartition(SYMBOL)
-    windows = by_symbol.mapInArrow(sums_per_task, from_arrow_schema(WINDOW_SUMS_SCHEMA))
-    return _finish_metrics(windows, settings, final_before)
-
-
-def _finish_metrics(
-    windows: DataFrame, settings: MetricSettings, final_before: datetime | None
-) -> DataFrame:
-    n = F.col("pair_count").cast("double")
-    sum_x, sum_y = F.col("sum_x"), F.col("sum_y")
-    degrees = n - 1
-    var_x = F.try_divide(F.col("sum_xx") - sum_x * sum_x / n, degrees)
-    var_y = F.try_divide(F.col("sum_yy") - sum_y * sum_y / n, degrees)
-    covariance = F.try_divide(F.col("sum_xy") - sum_x * sum_y / n, degrees)
-    # Zero variance is decided exactly (all values equal), never by a float compared to 0.
-    constant_y = F.col("y_min") == F.col("y_max")
-    constant_x = F.col("x_min") == F.col("x_max")
-    beta = F.when(constant_y | (var_y <= 0), F.lit(None)).otherwise(F.try_divide(covariance, var_y))
-    volatility = (
-        F.when(degrees < 1, F.lit(None))
-        .when(constant_x, F.lit(0.0))
-        .otherwise(F.sqrt(F.greatest(var_x, F.lit(0.0))))
-    )
-    window_end = F.timestamp_micros(F.unix_micros("window_start") + _micros(WINDOW))
-    is_final = window_end < F.lit(final_before) if final_before is not None else F.lit(False)
-    metrics = windows.select(
-        F.col(SYMBOL),
-        F.col("window_start"),
-        window_end.alias("window_end"),
-        beta.cast("double").alias("beta"),
-        volatility.cast("double").alias("volatility"),
-        (F.col("x_ref") + sum_x / n).alias("momentum"),
-        F.col("last_paired_price").alias("close_price"),
-        F.col("pair_count").alias("sample_size"),
-        is_final.alias("is_final"),
-        *_aligned_beta_columns(settings.min_aligned_bars),
-    )
-    cost_of_equity = F.lit(settings.risk_free_rate) + F.col("beta") * F.lit(settings.market_premium)
-    return (
-        metrics.withColumn("cost_of_equity", cost_of_equity)
-        .filter(F.col("sample_size") >= settings.min_sample_size)
-        .select(*GOLD_COLUMNS)
-    )
-
-
-def _aligned_beta_columns(min_bars: int) -> list[Column]:
-    """OLS of the symbol's bar returns on the market's: slope, its standard error, R^2.
-
-    Bar returns have means near zero, so their sums need no shift against cancellation.
-    """
-    n = F.col("aligned_bars").cast("double")
-    sum_rm, sum_rt = F.col("sum_rm"), F.col("sum_rt")
-    sxx = F.col("sum_rm_rm") - sum_rm * sum_rm / n
-    syy = F.col("sum_rt_rt") - sum_rt * sum_rt / n
-    sxy = F.col("sum_rm_rt") - sum_rm * sum_rt / n
-    enough = (F.col("aligned_bars") >= F.lit(max(min_bars, 3))) & (sxx > 0)
-    slope = F.try_divide(sxy, sxx)
-    residual = F.greatest(syy - slope * sxy, F.lit(0.0))
-    standard_error = F.sqrt(F.try_divide(F.try_divide(residual, n - 2), sxx))
-    r_squared = F.try_divide(sxy * sxy, sxx * syy)
-    blume = F.lit(BLUME_WEIGHT) * slope + F.lit(BLUME_PRIOR)
-    return [
-        F.when(enough, slope).alias("beta_aligned"),
-        F.when(enough, standard_error).alias("beta_aligned_se"),
-        F.when(enough & (syy > 0), r_squared).alias("beta_aligned_r2"),
-        F.when(enough, blume).alias("beta_aligned_blume"),
-        F.col("aligned_bars"),
-    ]
+    return by_symbol.mapInArrow(rows_per_task, from_arrow_schema(GOLD_SCHEMA))

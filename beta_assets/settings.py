@@ -70,6 +70,14 @@ ALIGNED_COLUMNS = (
 )
 GOLD_COLUMNS = NOTEBOOK_COLUMNS + ALIGNED_COLUMNS
 
+# Gold's buckets are in the run process already (a day of 500 symbols: about 40k rows). Up to
+# this many, gold's rows are computed there; a Spark job would ship them out and back for
+# nothing. Above it (months of thousands of symbols), Spark's tasks share the work.
+GOLD_IN_PROCESS_MAX_BUCKETS = 1_000_000
+# In the run process, the buckets of whole symbols go through numpy this many at a time: a
+# window's 24 buckets are gathered side by side, so memory grows with the rows of a pass.
+GOLD_BUCKETS_PER_PASS = 50_000
+
 # Why a silver row cannot be used, in the order the conditions are tested (a row gets the first).
 QUARANTINE_REASONS = (
     EMPTY_SYMBOL,

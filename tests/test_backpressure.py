@@ -27,9 +27,9 @@ from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunRecord
 from bench.latency import append_to_gold_latencies
 from beta_assets.assets.silver import SILVER_VERSION_READ_TAG, SILVER_VERSION_SEEN_TAG
 from beta_assets.definitions import beta_pipeline
-from beta_assets.metrics import GOLD_COLUMNS
 from beta_assets.settings import (
     EVENT_TIME,
+    GOLD_COLUMNS,
     GOLD_TABLE,
     LAKE_ENV,
     SENSOR_INTERVAL_ENV,

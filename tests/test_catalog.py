@@ -6,8 +6,8 @@ from dagster import AssetKey, DefaultSensorStatus, TableSchema
 
 from beta_assets.assets.catalog import COLUMN_SCHEMA, LAYER, OWNERS, table_schema
 from beta_assets.definitions import build_definitions, sensor_default_status
-from beta_assets.metrics import GOLD_COLUMNS
 from beta_assets.settings import (
+    GOLD_COLUMNS,
     GOLD_TABLE,
     JOINED_RETURNS_TABLE,
     PARTITION_HOUR,

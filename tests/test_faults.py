@@ -152,7 +152,7 @@ def test_a_spark_failure_fails_the_step_before_it_commits(lake_root):
 def test_a_transient_failure_is_retried(lake_root, monkeypatch):
     ticks = datasets.simulated(symbols=1, interval=300.0, seed=54)
     write_silver(lake_root, ticks)
-    real = gold_module.window_metrics
+    real = gold_module.window_rows
     calls = []
 
     def flaky(*args, **kwargs):
@@ -161,7 +161,7 @@ def test_a_transient_failure_is_retried(lake_root, monkeypatch):
             raise ConnectionRefusedError("Spark Connect server restarting")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gold_module, "window_metrics", flaky)
+    monkeypatch.setattr(gold_module, "window_rows", flaky)
     monkeypatch.setattr("beta_assets.assets.retries.SECONDS_BETWEEN_RETRIES", 0)
     result = run_range(lake_root, *covering_keys(ticks))
     assert result.success and len(calls) == 2
@@ -175,7 +175,7 @@ def test_a_non_transient_failure_is_not_retried(lake_root, monkeypatch, error):
     def broken(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(gold_module, "window_metrics", broken)
+    monkeypatch.setattr(gold_module, "window_rows", broken)
     result = run_range(lake_root, "2026-01-05-14:00", "2026-01-05-14:00", raise_on_error=False)
     assert not result.success
     assert len(result.get_step_failure_events()) == 1

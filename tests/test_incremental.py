@@ -3,8 +3,7 @@
 import pandas as pd
 import pyarrow as pa
 
-from beta_assets.metrics import GOLD_COLUMNS
-from beta_assets.settings import GOLD_TABLE
+from beta_assets.settings import GOLD_COLUMNS, GOLD_TABLE
 from tests import datasets
 from tests.compare import assert_same_windows
 from tests.pipeline import read_table, run_all, write_silver

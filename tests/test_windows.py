@@ -1,20 +1,27 @@
-"""Window sums from bucket sums against a direct sum over each window's buckets."""
+"""Window sums from bucket sums against a direct sum over each window's buckets; gold's rows
+the same in passes and wherever they are computed."""
+
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
+from beta_assets.assets import gold as gold_module
+from beta_assets.assets.gold import window_rows
 from beta_assets.band import BUCKET_SCHEMA
-from beta_assets.windows import window_sums
+from beta_assets.metrics import MetricSettings
+from beta_assets.windows import gold_rows_in_passes, window_sums
 
 SLIDE_US = 300 * 1_000_000
 PER_WINDOW = 24
 
 
-def random_buckets(seed: int) -> pa.Table:
+def random_buckets(seed: int, symbols: tuple[str, ...] = ("A", "B")) -> pa.Table:
     rng = np.random.default_rng(seed)
     rows = []
-    for symbol in ("A", "B"):
+    for symbol in symbols:
         for slot in sorted(rng.choice(200, 60, replace=False)):
             n = int(rng.integers(0, 40))
             rows.append(
@@ -103,3 +110,32 @@ def test_windows_add_up_their_buckets(seed):
         slot = int(window["window_start"].timestamp() * 1e6) // SLIDE_US
         for name, value in direct(buckets, window["s"], slot).items():
             assert window[name] == pytest.approx(value, rel=1e-12, abs=1e-9), name
+
+
+def test_gold_rows_in_passes_equal_one_pass():
+    buckets = random_buckets(3, symbols=("A", "B", "C", "D"))
+    settings = MetricSettings(min_sample_size=1)
+    one_pass = gold_rows_in_passes(buckets, settings, 0, 200 * SLIDE_US, 90 * SLIDE_US, 10**9)
+    # 100 buckets a pass: each of the four symbols (60 buckets) is cut off from the next.
+    in_passes = gold_rows_in_passes(buckets, settings, 0, 200 * SLIDE_US, 90 * SLIDE_US, 100)
+    assert one_pass.num_rows > 0
+    assert_same_rows(in_passes, one_pass)
+
+
+def test_gold_in_the_run_process_equals_gold_in_sparks_tasks(spark, monkeypatch):
+    buckets = random_buckets(6, symbols=("A", "B", "C"))
+    settings = MetricSettings(min_sample_size=1)
+    hours = (datetime.fromtimestamp(0, timezone.utc), datetime.fromtimestamp(60_000, timezone.utc))
+    final_before = datetime.fromtimestamp(30_000, timezone.utc)
+    here, here_path = window_rows(spark, buckets, settings, hours, final_before)
+    monkeypatch.setattr(gold_module, "GOLD_IN_PROCESS_MAX_BUCKETS", buckets.num_rows - 1)
+    in_tasks, tasks_path = window_rows(spark, buckets, settings, hours, final_before)
+    assert (here_path, tasks_path) == (gold_module.IN_PROCESS_PATH, gold_module.SPARK_PATH)
+    assert here.num_rows > 0 and pc.any(here.column("is_final")).as_py()
+    assert_same_rows(in_tasks, here)
+
+
+def assert_same_rows(actual: pa.Table, expected: pa.Table) -> None:
+    order = [("s", "ascending"), ("window_start", "ascending")]
+    assert actual.schema == expected.schema
+    assert actual.sort_by(order).to_pylist() == expected.sort_by(order).to_pylist()

@@ -22,7 +22,7 @@ from dagster import (
 
 from beta_assets.band import BUCKET_SCHEMA, BUCKET_START
 from beta_assets.feed.simulator import TICK_SCHEMA
-from beta_assets.metrics import GOLD_COLUMNS, MARKET_SCHEMA
+from beta_assets.metrics import MARKET_SCHEMA
 from beta_assets.partitions import hourly_partitions
 from beta_assets.settings import (
     BLUME_PRIOR,
@@ -37,7 +37,7 @@ from beta_assets.settings import (
     SILVER_VERSION,
     SYMBOL,
 )
-from beta_assets.windows import WINDOW_START
+from beta_assets.windows import GOLD_SCHEMA, WINDOW_START
 
 GROUP = "tickbeta"
 OWNERS = ["team:tickbeta"]
@@ -46,28 +46,6 @@ CODE_REFERENCES = "dagster/code_references"
 # A tag per medallion layer lets the asset catalog filter silver / intermediate / gold.
 LAYER = "layer"
 
-_UTC = pa.timestamp("us", tz="UTC")
-
-# Gold's types as window_metrics(...).toArrow() writes them, in GOLD_COLUMNS' order (a column
-# added there without a type here fails at import).
-_GOLD_TYPES = {
-    SYMBOL: pa.string(),
-    WINDOW_START: _UTC,
-    "window_end": _UTC,
-    "beta": pa.float64(),
-    "volatility": pa.float64(),
-    "momentum": pa.float64(),
-    "close_price": pa.float64(),
-    "sample_size": pa.int64(),
-    "cost_of_equity": pa.float64(),
-    "is_final": pa.bool_(),
-    "beta_aligned": pa.float64(),
-    "beta_aligned_se": pa.float64(),
-    "beta_aligned_r2": pa.float64(),
-    "beta_aligned_blume": pa.float64(),
-    "aligned_bars": pa.int64(),
-}
-GOLD_SCHEMA = pa.schema([(name, _GOLD_TYPES[name]) for name in GOLD_COLUMNS])
 
 # Every derived table also stores the lineage and on-disk partition columns (storage.write_hours).
 _STORED = pa.schema([(SILVER_VERSION, pa.int64()), (PARTITION_HOUR, pa.string())])

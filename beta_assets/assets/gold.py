@@ -1,6 +1,6 @@
 """gold_beta_metrics: the notebook's output, one row per (symbol, 2-hour window)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,6 +9,7 @@ from dagster import (
     AssetExecutionContext,
     MaterializeResult,
 )
+from pyspark.sql import SparkSession
 
 from beta_assets.assets.catalog import (
     GOLD_COLUMN_SCHEMA,
@@ -36,10 +37,17 @@ from beta_assets.checks import (
     require_usable_silver,
 )
 from beta_assets.config import BetaMetricsConfig
-from beta_assets.metrics import window_metrics
+from beta_assets.metrics import MetricSettings, window_metrics
 from beta_assets.partitions import WINDOW_REACH, same_hour_mapping
-from beta_assets.settings import GOLD_TABLE, JOINED_RETURNS_TABLE, SYMBOL
+from beta_assets.settings import (
+    GOLD_IN_PROCESS_MAX_BUCKETS,
+    GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
+    SYMBOL,
+)
 from beta_assets.storage import read_hours_arrow, silver_high_water_marks, write_hours
+from beta_assets.times import epoch_us
+from beta_assets.windows import GOLD_SCHEMA, gold_rows_in_passes
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_progress
 
@@ -80,14 +88,14 @@ def gold_beta_metrics(
         f"{GOLD_TABLE}: partitions {partition_span(context)} from {bucket_rows.num_rows} "
         f"buckets of {JOINED_RETURNS_TABLE}"
     )
-    buckets = dataframe_from_arrow(session, bucket_rows)
     # Silver's checks counted this run's hours: when they reach silver's end, no read is needed.
     marks = counted_high_water_marks(context.run_id, snapshot) or silver_high_water_marks(
         session, lake, snapshot, settings.market_symbol
     )
     cutoff = marks.final_before()
     with stage_progress(session, spark_job_label(context), context.log.info):
-        rows = window_metrics(buckets, settings, start, end, cutoff).toArrow()
+        rows, path = window_rows(session, bucket_rows, settings, (start, end), cutoff)
+    context.log.info(f"{GOLD_TABLE}: windows computed {path}")
     version = snapshot.version()
     written = write_hours(
         lake, GOLD_TABLE, rows, WINDOW_START, start, end, version, commit_metadata(context, version)
@@ -113,10 +121,34 @@ def gold_beta_metrics(
         metadata={
             **run_metadata(written, version, watch, lake.uri(GOLD_TABLE)),
             "final_before": str(cutoff or ""),
+            "window_path": path,
             "plot": metrics_plot(rows, SYMBOL, WINDOW_START),
         },
         check_results=list(checks),
     )
+
+
+IN_PROCESS_PATH = "in the run process (numpy over the buckets read)"
+SPARK_PATH = "by Spark (buckets shuffled by symbol)"
+
+
+def window_rows(
+    session: SparkSession,
+    buckets: pa.Table,
+    settings: MetricSettings,
+    hours: tuple[datetime, datetime],
+    final_before: datetime | None,
+) -> tuple[pa.Table, str]:
+    """Gold's rows for the windows starting in `hours`, and where they were computed: here
+    while the buckets (already in this process) are few, else in Spark's tasks. Both run
+    `windows.gold_rows`."""
+    if buckets.num_rows <= GOLD_IN_PROCESS_MAX_BUCKETS:
+        start_us, end_us = (epoch_us(moment) for moment in hours)
+        final_us = epoch_us(final_before) if final_before is not None else None
+        return gold_rows_in_passes(buckets, settings, start_us, end_us, final_us), IN_PROCESS_PATH
+    frame = dataframe_from_arrow(session, buckets)
+    rows = window_metrics(frame, settings, *hours, final_before).toArrow()
+    return rows.cast(GOLD_SCHEMA), SPARK_PATH
 
 
 def partition_details(rows: pa.Table) -> dict:
