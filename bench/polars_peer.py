@@ -456,7 +456,7 @@ def window_sums(buckets: pl.LazyFrame, start_us: int, end_us: int) -> pl.LazyFra
 def window_metrics(
     windows: pl.LazyFrame, market: Market, settings: PeerSettings, final_before: pl.Expr
 ) -> pl.LazyFrame:
-    """tickbeta's _finish_metrics, column for column."""
+    """tickbeta's windows.finished_metrics, column for column."""
     n = pl.col("pair_count").cast(pl.Float64)
     sum_x, sum_y = pl.col("sum_x"), pl.col("sum_y")
     degrees = n - 1

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import psutil
@@ -35,16 +36,13 @@ from bench.polars_peer import PeerSettings, settings_argument
 from beta_assets.assets.gold import window_rows
 from beta_assets.assets.returns import bucket_rows as joined_bucket_rows
 from beta_assets.assets.returns import quality_groups as spy_quality_groups
+from beta_assets.assets.returns import spark_ticker_ticks
 from beta_assets.feed.feed import append_sessions
 from beta_assets.feed.simulator import FeedState, SimulationSpec, initial_state, simulate_span
 from beta_assets.metrics import (
     MARKET_SCHEMA,
     MetricSettings,
-    in_time_range,
     market_series,
-    prepared_ticks,
-    ticker_ticks,
-    typed_ticks,
 )
 from beta_assets.partitions import BAND_REACH, hours_holding, partition_key
 from beta_assets.quarantine import counts_and_kept_rows, market_series_rows, split_rows
@@ -164,17 +162,15 @@ def our_gold(
     snapshot = lake.require(SILVER_TABLE)
     wide_start, wide_end = start - BAND_REACH, end + BAND_REACH
     silver = read_silver(spark, lake, snapshot, wide_start, wide_end)
-    typed = typed_ticks(silver.frame)
     # As spy_returns: silver's blocking counts and the market's rows in one pass (the file
     # tasks in local mode where they apply, else Spark's typing).
     wide = (wide_start, wide_end)
     grouped, _ = spy_quality_groups(spark, lake, snapshot, silver, settings, wide, wide)
     market, _ = market_series_rows(split_rows(counts_and_kept_rows(grouped)[1])[0])
     first_tick = start - settings.bar
-    ticks = prepared_ticks(in_time_range(typed, first_tick, end), settings)
-    tickers = ticker_ticks(ticks, settings.market_symbol)
     series = market_series(market.cast(MARKET_SCHEMA))
     # As joined_returns: the file tasks in local mode where they apply, else Spark's shuffle.
+    tickers = cache(lambda: spark_ticker_ticks(silver.frame, settings, first_tick, end))
     bucket_rows, _ = joined_bucket_rows(
         spark, lake, snapshot, silver, tickers, series, settings, start, end
     )
