@@ -186,7 +186,10 @@ def _plot_png(plotted: dict[str, pd.DataFrame], time_column: str) -> str:
     from PIL import Image
 
     # A bare Figure renders through Agg without pyplot: no global backend, safe in any thread.
-    figure = Figure(figsize=_PLOT_SIZE_INCHES, dpi=_PLOT_DPI, layout="constrained")
+    # Fixed margins (room for the legend above): constrained layout drew the figure twice to
+    # measure it, a third of the plot's 0.27 s, paid on every gold materialization.
+    figure = Figure(figsize=_PLOT_SIZE_INCHES, dpi=_PLOT_DPI)
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.1, hspace=0.08)
     beta_axes, equity_axes = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     for rank, (name, series) in enumerate(plotted.items()):
         colour = f"C{rank % 10}"  # one per symbol: its lines and band in both panels
@@ -205,14 +208,14 @@ def _plot_png(plotted: dict[str, pd.DataFrame], time_column: str) -> str:
     equity_axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     # Above the panels, off the lines: what each kind of line is, then each symbol's colour.
     handles = _line_kinds() + beta_axes.get_legend_handles_labels()[0]
-    figure.legend(handles=handles, loc="outside upper center", fontsize="small", ncols=len(handles))
+    figure.legend(handles=handles, loc="upper center", fontsize="small", ncols=len(handles))
     for axes in (beta_axes, equity_axes):
         axes.grid(alpha=0.3)
     rendered = io.BytesIO()
     figure.savefig(rendered, format="png")
     paletted = io.BytesIO()
     with Image.open(rendered) as image:
-        image.convert("RGB").quantize(colors=_PLOT_COLOURS).save(paletted, "PNG", optimize=True)
+        image.convert("RGB").quantize(colors=_PLOT_COLOURS).save(paletted, "PNG")
     return base64.b64encode(paletted.getvalue()).decode("ascii")
 
 
