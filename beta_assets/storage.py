@@ -102,7 +102,7 @@ def read_silver(
         frame = spark.read.schema(from_arrow_schema(schema)).parquet(*paths)
     else:
         planned = data_files(snapshot, files.predicate)
-        layout = table_layout(snapshot, _spark_compatible(schema))
+        layout = table_layout(snapshot, spark_compatible(schema))
         frame = read_in_tasks(spark, layout, planned, _options_for_tasks(spark, lake))
     return SilverRead(frame, snapshot.version(), files)
 
@@ -115,7 +115,7 @@ def files_for_local_tasks(
     schema = silver_schema(snapshot)
     if not reads_local_files(spark) or not typable_in_arrow(schema):
         return None
-    layout = table_layout(snapshot, _spark_compatible(schema))
+    layout = table_layout(snapshot, spark_compatible(schema))
     return FileRead(layout, data_files(snapshot, files.predicate), _options_for_tasks(spark, lake))
 
 
@@ -132,7 +132,7 @@ def _options_for_tasks(spark: SparkSession, lake: DeltaLake) -> dict[str, str]:
     return lake.storage_options() if reads_local_files(spark) else lake.task_storage_options()
 
 
-def _spark_compatible(schema: pa.Schema) -> pa.Schema:
+def spark_compatible(schema: pa.Schema) -> pa.Schema:
     """Arrow types Spark's Arrow bridge takes: plain strings, microsecond timestamps."""
 
     def compatible(kind: pa.DataType) -> pa.DataType:
