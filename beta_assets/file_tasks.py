@@ -155,7 +155,11 @@ def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> list[pa.Table]:
     in [first, end): symbol, price, change, event time in the Spark path's types; one table
     per part of the share."""
     names, codes = spark_symbol_codes(rows.column(SYMBOL))
-    part_of_name = np.array([scope.part_of(name) for name in names] + [-1], dtype=np.int64)
+    # 16-bit part numbers where they fit: numpy's stable sort of them is a radix sort.
+    small = scope.shares.parts < 2**15
+    part_of_name = np.array(
+        [scope.part_of(name) for name in names] + [-1], dtype=np.int16 if small else np.int64
+    )
     parts = part_of_name[codes]
     mine = parts >= 0
     rows, codes, parts = rows.filter(pa.array(mine)), codes[mine], parts[mine]
