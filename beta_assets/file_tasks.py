@@ -179,7 +179,7 @@ def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> list[pa.Table]:
     kept = kept[np.argsort(parts[kept], kind="stable")]
     ticks = pa.table(
         {
-            SYMBOL: pc.take(pa.array(names, pa.string()), pa.array(codes[kept])),
+            SYMBOL: _symbol_column(names, codes[kept]),
             PRICE: pc.take(price, kept),
             CHANGE: pc.take(change, kept),
             EVENT_TIME: pc.take(times, kept),
@@ -187,6 +187,16 @@ def _valid_ticker_ticks(rows: pa.Table, scope: _Scope) -> list[pa.Table]:
     )
     bounds = np.searchsorted(parts[kept], np.arange(scope.shares.parts + 1))
     return [ticks.slice(low, high - low) for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _symbol_column(names: list[str | None], codes: np.ndarray) -> pa.DictionaryArray:
+    """The symbols `codes` index in `names`, dictionary-encoded: the kernel encodes them anyway,
+    and no string is copied per tick. The dictionary holds each name once and no null (two
+    spellings can name one symbol), so that the files' dictionaries unify when combined."""
+    spelled = pa.array(names, pa.string())
+    distinct = pc.unique(spelled.drop_null())
+    index = pc.index_in(spelled, value_set=distinct).fill_null(-1).to_numpy(zero_copy_only=False)
+    return pa.DictionaryArray.from_arrays(pa.array(index[codes], pa.int32()), distinct)
 
 
 def spark_symbol_codes(symbols: pa.ChunkedArray) -> tuple[list[str | None], np.ndarray]:
