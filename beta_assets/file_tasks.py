@@ -44,9 +44,10 @@ class FileRead:
 
 
 # The kernel takes a share's ticks in parts of whole symbols of about this much parquet
-# (some 250k ticks), whose arrays of a few MB stay in the CPU's caches and in the memory malloc
-# reuses. Measured on one core, 5.8M ticks of the 500-symbol day: 1.7-2.9 s in one part,
-# 0.8-0.9 s in 24 (`bench/kernel_parts.py`).
+# (some 250k ticks). Its arrays are then a few MB, which it makes and scans several times
+# faster than arrays of millions of ticks (the CPU's caches, and memory malloc reuses instead
+# of fresh pages, we think; not isolated). One share (5.8M ticks) of the 500-symbol day on one
+# core: 1.7-3.8 s in one part, 0.7 s in 24 (`bench/kernel_parts.py`).
 PART_BYTES = 3 * 1024 * 1024
 
 
