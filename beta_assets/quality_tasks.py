@@ -25,6 +25,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from beta_assets.band import UTC_MICROS, epoch_micros
 from beta_assets.file_tasks import (
+    PART_BYTES,
     FileRead,
     NotAscii,
     file_groups,
@@ -40,7 +41,7 @@ from beta_assets.settings import (
     SILVER_COLUMNS,
     SYMBOL,
 )
-from resources.delta_files import read_data_file, table_filesystem
+from resources.delta_files import DataFile, read_data_file, table_filesystem
 
 _HOUR_MICROS = 3_600 * 1_000_000
 # A row's reason by its code (`file_tasks.reason_codes`).
@@ -89,7 +90,7 @@ def quality_groups_from_files(
     cores: int,
 ) -> DataFrame:
     """`quality_counts_with_kept_rows`' groups over `counted` with the market rows of `kept`,
-    a group's counts possibly in several rows (one per file); or, collected, a row that
+    a group's counts possibly in several rows (one per group of files); or, collected, a row that
     `needs_spark_typing` finds: silver holds what only Spark types right."""
     scope = _Scope(market_symbol, _micros_span(counted), _micros_span(kept))
     groups = file_groups(read.files, cores)
@@ -99,14 +100,29 @@ def quality_groups_from_files(
         for batch in batches:
             for index in batch.column(0).to_pylist():
                 try:
-                    for file in groups[index]:
-                        yield _quality_groups(read_data_file(read.layout, file, filesystem), scope)
+                    for batch_of_files in _batches_of_files(groups[index]):
+                        rows = [read_data_file(read.layout, f, filesystem) for f in batch_of_files]
+                        yield _quality_groups(pa.concat_tables(rows), scope)
                 except (NotAscii, _QuarantineNeeded):
                     yield _spark_typing_needed()
                     return
 
     tasks = spark.range(0, len(groups), 1, numPartitions=max(1, len(groups)))
     return tasks.mapInArrow(groups_of_files, from_arrow_schema(QUALITY_GROUPS_SCHEMA))
+
+
+def _batches_of_files(files: list[DataFile]) -> Iterator[list[DataFile]]:
+    """Consecutive files of at least PART_BYTES each (but the last): small files, which a live
+    feed's table holds by the hundred, are counted together and send back one batch, and
+    large ones alone, whose arrays are already large (see `file_tasks.PART_BYTES`)."""
+    batch: list[DataFile] = []
+    for file in files:
+        batch.append(file)
+        if sum(member.size_bytes for member in batch) >= PART_BYTES:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def needs_spark_typing(grouped: pa.Table) -> bool:
@@ -128,7 +144,8 @@ def _within(micros: np.ndarray, span: tuple[int, int]) -> np.ndarray:
 
 
 def _quality_groups(rows: pa.Table, scope: _Scope) -> pa.RecordBatch:
-    """One file's groups, typed as `metrics.typed_ticks` and counted as `_quality_groups`."""
+    """The groups of a group of files' rows, typed as `metrics.typed_ticks` and counted as
+    `_quality_groups`."""
     names, codes = spark_symbol_codes(rows.column(SYMBOL))
     blank = np.array([name is None for name in names] + [True])[codes]
     market = np.array([name == scope.market_symbol for name in names] + [False])[codes]
