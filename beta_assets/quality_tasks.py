@@ -90,8 +90,8 @@ def quality_groups_from_files(
     cores: int,
 ) -> DataFrame:
     """`quality_counts_with_kept_rows`' groups over `counted` with the market rows of `kept`,
-    a group's counts possibly in several rows (one per group of files); or, collected, a row that
-    `needs_spark_typing` finds: silver holds what only Spark types right."""
+    a group's counts possibly in several rows (one per batch of files); or, collected, a row
+    that `needs_spark_typing` finds: silver holds what only Spark types right."""
     scope = _Scope(market_symbol, _micros_span(counted), _micros_span(kept))
     groups = file_groups(read.files, cores)
 
@@ -112,15 +112,17 @@ def quality_groups_from_files(
 
 
 def _batches_of_files(files: list[DataFile]) -> Iterator[list[DataFile]]:
-    """Consecutive files of at least PART_BYTES each (but the last): small files, which a live
-    feed's table holds by the hundred, are counted together and send back one batch, and
-    large ones alone, whose arrays are already large (see `file_tasks.PART_BYTES`)."""
+    """Consecutive files in batches of at least PART_BYTES (but the last): small files, which a
+    live feed's table holds by the hundred, are counted together and send back one batch;
+    large ones go alone, their arrays already large (see `file_tasks.PART_BYTES`)."""
     batch: list[DataFile] = []
+    size = 0
     for file in files:
         batch.append(file)
-        if sum(member.size_bytes for member in batch) >= PART_BYTES:
+        size += file.size_bytes
+        if size >= PART_BYTES:
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch
 

@@ -196,8 +196,8 @@ def joined_returns(
     require_usable_silver(context, spark, lake, metrics, snapshot)
     silver = read_silver(session, lake, snapshot, first_tick, end)
     log_silver_read(context, silver)
-    # Spark's plan of the ticker ticks, built only if a path needs it (about 0.3 s of calls
-    # to the JVM, more than an appended minute's file tasks spend on a tenth of their work).
+    # Spark's plan of the ticker ticks, built only if a path needs it: about 0.3 s of calls to
+    # the JVM on every run, which the file tasks never use.
     tickers = cache(lambda: spark_ticker_ticks(silver.frame, settings, first_tick, end))
     market = market_series(market_rows)
     with stage_progress(session, spark_job_label(context), context.log.info):
