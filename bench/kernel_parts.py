@@ -17,12 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.run_bench import SIZES, lake_for, silver_hours
-from beta_assets.band import MarketSeries, bucket_sums, epoch_micros
+from beta_assets.band import MarketSeries, bucket_sums, epoch_micros, epoch_us
 from beta_assets.file_tasks import Shares, _Scope, _valid_ticker_ticks
 from beta_assets.metrics import MetricSettings, bucket_geometry
 from beta_assets.settings import CHANGE, EVENT_TIME, MARKET_SYMBOL, PRICE, SILVER_TABLE, SYMBOL
 from beta_assets.storage import silver_schema, spark_compatible
-from beta_assets.times import epoch_us
 from resources.delta_files import data_files, read_data_file, table_filesystem, table_layout
 
 TASKS = 2  # local mode's file tasks on this 2-core machine

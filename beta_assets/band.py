@@ -16,6 +16,7 @@ Nothing here knows Spark or Dagster.
 """
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -342,6 +343,15 @@ def _bucket_market_extremes(
 
 def _no_buckets() -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=BUCKET_SCHEMA)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware moment, in integers (a float timestamp times
+    10^6 can be a microsecond off, and is_final compares to the microsecond)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -27,7 +27,14 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from beta_assets.band import BUCKET_SCHEMA, UTC_MICROS, Geometry, MarketSeries, epoch_micros
+from beta_assets.band import (
+    BUCKET_SCHEMA,
+    UTC_MICROS,
+    Geometry,
+    MarketSeries,
+    epoch_micros,
+    epoch_us,
+)
 from beta_assets.band import bucket_sums as bucket_sums_of
 from beta_assets.settings import CHANGE, EVENT_TIME, PRICE, SYMBOL
 from beta_assets.symbols import SYMBOL_BLANKS, normalised_symbol
@@ -105,7 +112,7 @@ def bucket_sums_from_files(
     Collected, the rows either are the buckets, or (`needs_spark_typing`) say that silver holds
     a symbol that only Spark upper-cases right.
     """
-    first_us, end_us = (int(moment.timestamp() * 1_000_000) for moment in ticks_span)
+    first_us, end_us = (epoch_us(moment) for moment in ticks_span)
 
     def buckets_of_share(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         filesystem = table_filesystem(read.layout.table_uri, read.storage_options)

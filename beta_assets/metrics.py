@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame, GroupedData
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from beta_assets.band import BUCKET_SCHEMA, Geometry, MarketSeries
+from beta_assets.band import BUCKET_SCHEMA, Geometry, MarketSeries, epoch_us
 from beta_assets.band import bucket_sums as bucket_sums_of
 from beta_assets.settings import (
     BAD_CHANGE_PERCENT,
@@ -46,7 +46,6 @@ from beta_assets.settings import (
     SYMBOL,
 )
 from beta_assets.symbols import SYMBOL_BLANKS
-from beta_assets.times import epoch_us
 from beta_assets.windows import GOLD_SCHEMA, gold_rows
 
 QUARANTINE_REASON = "quarantine_reason"

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from beta_assets.band import UTC_MICROS, epoch_micros
+from beta_assets.band import UTC_MICROS, epoch_micros, epoch_us
 from beta_assets.file_tasks import (
     PART_BYTES,
     FileRead,
@@ -138,7 +138,7 @@ def _spark_typing_needed() -> pa.RecordBatch:
 
 def _micros_span(span: tuple[datetime, datetime]) -> tuple[int, int]:
     start, end = span
-    return int(start.timestamp() * 1_000_000), int(end.timestamp() * 1_000_000)
+    return epoch_us(start), epoch_us(end)
 
 
 def _within(micros: np.ndarray, span: tuple[int, int]) -> np.ndarray:

@@ -1,19 +1,10 @@
 """Reading event times as UTC, the contract of silver."""
 
-from datetime import datetime, timedelta, timezone
-
 import pandas as pd
 
 # pandas' type of event times: UTC, microseconds (Delta's and Spark's precision).
 UTC_MICROS_DTYPE = "datetime64[us, UTC]"
 _ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def epoch_us(moment: datetime) -> int:
-    """Microseconds since the epoch of an aware moment, in integers (a float timestamp times
-    10^6 can be a microsecond off, and is_final compares to the microsecond)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def parse_utc(values: pd.Series) -> pd.Series:

@@ -225,7 +225,8 @@ def finished_metrics(
     value = {name: _floats(sums, name) for name in sums.schema.names if name != SYMBOL}
     window_end = epoch_micros(sums.column(WINDOW_START)) + _WINDOW_US
     beta = _notebook_beta(value)
-    cost_of_equity = _masked(settings.risk_free_rate + beta.values * settings.market_premium, beta)
+    cost = settings.risk_free_rate + beta.values * settings.market_premium
+    cost_of_equity = _Masked(cost, beta.valid)  # null where beta is
     is_final = (
         window_end < final_before_us
         if final_before_us is not None
@@ -257,10 +258,6 @@ class _Masked:
 
     def array(self) -> pa.Array:
         return pa.array(self.values, pa.float64(), mask=~self.valid)
-
-
-def _masked(values: np.ndarray, like: _Masked) -> _Masked:
-    return _Masked(values, like.valid)
 
 
 def _centred(value: dict[str, np.ndarray], square: str, first: str, second: str) -> np.ndarray:

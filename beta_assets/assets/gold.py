@@ -29,7 +29,7 @@ from beta_assets.assets.reporting import (
 )
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import silver_snapshot
-from beta_assets.band import BUCKET_SCHEMA
+from beta_assets.band import BUCKET_SCHEMA, epoch_us
 from beta_assets.checks import (
     GOLD_CHECKS,
     counted_high_water_marks,
@@ -46,7 +46,6 @@ from beta_assets.settings import (
     SYMBOL,
 )
 from beta_assets.storage import read_hours_arrow, silver_high_water_marks, write_hours
-from beta_assets.times import epoch_us
 from beta_assets.windows import GOLD_SCHEMA, gold_rows_in_passes
 from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource, dataframe_from_arrow, stage_progress
