@@ -1,8 +1,10 @@
 """Where an appended minute's seconds go: the sensor, then each step of the run it requests.
 
     PYTHONPATH=. .venv/bin/python -m bench.appended_minute [--size 500x1s] [--minutes 3]
+    PYTHONPATH=. .venv/bin/python -m bench.appended_minute --lake LAKE [--size 500x1s]
 
-On a copy of the bench's feed-generated day (bench/results/lakes/SIZE, silver only), in one
+On a copy of the bench's feed-generated day (bench/results/lakes/SIZE, silver only; or of
+LAKE, the same day in another layout, such as bench.profile_steps' `_time10mb` copy), in one
 warm process as `bench/run_bench.py`'s "+1 min appended" note: one run over the whole day,
 then per minute: append one simulated minute after silver's last tick, evaluate the sensor,
 run what it requests. Prints one row per minute: the sensor's evaluation, each step's duration
@@ -13,6 +15,7 @@ import argparse
 import shutil
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from bench.run_bench import DERIVED, RESULTS, SIZES, append_minute_and_run, lake_for, silver_hours
 from beta_assets.partitions import partition_key
@@ -21,10 +24,10 @@ from resources.lake import DeltaLake
 STEPS = ("spy_returns", "joined_returns", "gold_beta_metrics")
 
 
-def copy_of_silver(size_name: str) -> DeltaLake:
-    copy = RESULTS / "lakes" / f"{size_name}-appended-minute"
+def copy_of_silver(source_root: str) -> DeltaLake:
+    copy = RESULTS / "lakes" / f"{Path(source_root).name}-appended-minute"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(lake_for(SIZES[size_name]).root, copy, ignore=shutil.ignore_patterns(*DERIVED))
+    shutil.copytree(source_root, copy, ignore=shutil.ignore_patterns(*DERIVED))
     return DeltaLake(root=str(copy))
 
 
@@ -46,15 +49,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="500x1s", choices=list(SIZES))
     parser.add_argument("--minutes", type=int, default=3)
+    parser.add_argument(
+        "--lake",
+        help="a lake whose silver holds the size's day in another layout (e.g. bench.profile_steps"
+        "' _time10mb or _appends1min copies); default: the bench's feed-generated day",
+    )
     args = parser.parse_args()
-    lake = copy_of_silver(args.size)
+    lake = copy_of_silver(args.lake or lake_for(SIZES[args.size]).root)
     start, end = silver_hours(lake)
     run_range(lake.root, partition_key(start), partition_key(end - timedelta(hours=1)))
     driver = SensorDriver(lake.root)
     driver.evaluate()  # the cursor now stands at the loaded day
     rows = [one_minute(lake, driver, args.size) for _ in range(args.minutes)]
     shutil.rmtree(lake.root)
-    print(f"\nappended minute, {args.size}, warm, seconds\n")
+    print(f"\nappended minute, {args.lake or args.size}, warm, seconds\n")
     print("| minute | sensor | " + " | ".join(STEPS) + " | append -> run end |")
     print("|---:|" + "---:|" * (len(STEPS) + 2))
     for number, row in enumerate(rows, 1):

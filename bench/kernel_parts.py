@@ -23,6 +23,7 @@ from beta_assets.metrics import MetricSettings, bucket_geometry
 from beta_assets.settings import CHANGE, EVENT_TIME, MARKET_SYMBOL, PRICE, SILVER_TABLE, SYMBOL
 from beta_assets.storage import silver_schema, spark_compatible
 from resources.delta_files import data_files, read_data_file, table_filesystem, table_layout
+from resources.lake import DeltaLake
 
 TASKS = 2  # local mode's file tasks on this 2-core machine
 ORDER = [(SYMBOL, "ascending"), ("bucket_start", "ascending")]
@@ -41,8 +42,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="500x1s", choices=list(SIZES))
     parser.add_argument("--parts", type=int, nargs="+", default=[1, 6, 24, 48])
+    parser.add_argument("--lake", help="another lake's silver (default: the size's feed day)")
     args = parser.parse_args()
-    lake = lake_for(SIZES[args.size])
+    lake = DeltaLake(root=args.lake) if args.lake else lake_for(SIZES[args.size])
     start, end = silver_hours(lake)
     snapshot = lake.require(SILVER_TABLE)
     layout = table_layout(snapshot, spark_compatible(silver_schema(snapshot)))
@@ -52,7 +54,7 @@ def main() -> int:
     settings = MetricSettings()
     geometry = bucket_geometry(settings, start)
     span = (epoch_us(start - settings.bar), epoch_us(end))
-    print(f"\nkernel of one share of {TASKS}, {args.size}, seconds\n")
+    print(f"\nkernel of one share of {TASKS}, {args.lake or args.size}, seconds\n")
     print("| parts | run | ticks | split | kernel |")
     print("|---:|---:|---:|---:|---:|")
     expected = None
