@@ -5,7 +5,8 @@
 
 Each run is the README's command in a new process over every hour of the lake's silver, with
 the derived tables removed first (as `bench/run_bench.py` does). The process keeps its Dagster
-events in a temporary DAGSTER_HOME and Spark writes its event log (through
+events in a temporary DAGSTER_HOME, set up with the shipped `deploy/dagster.yaml` (`--instance
+dagster-default` for Dagster's own SQLite storage instead), and Spark writes its event log (through
 PYSPARK_SUBMIT_ARGS); the table puts both on one clock: process start to the run's start
 (imports, code location, run creation), resource initialisation (the JVM start), each step and,
 inside it, each Spark action (a SQL execution) by call site, with how many ran, and what the
@@ -33,6 +34,11 @@ from beta_assets.settings import EVENT_TIME, SILVER_TABLE
 from resources.lake import DeltaLake
 
 ASSETS = ("spy_returns", "joined_returns", "gold_beta_metrics")
+SHIPPED_INSTANCE = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
+INSTANCES = {
+    "shipped": SHIPPED_INSTANCE.read_text(),
+    "dagster-default": "telemetry:\n  enabled: false\n",
+}
 
 
 @dataclass(frozen=True)
@@ -50,13 +56,13 @@ class RunProfile:
     step_seconds: dict[str, float]
 
 
-def profile_run(lake_root: str) -> RunProfile:
+def profile_run(lake_root: str, instance_yaml: str) -> RunProfile:
     lake = DeltaLake(root=lake_root)
     for table in DERIVED:
         shutil.rmtree(lake.uri(table), ignore_errors=True)
     start, end = silver_hours(lake)
     with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as spark_log:
-        Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        Path(home, "dagster.yaml").write_text(instance_yaml)
         env = {
             **os.environ,
             "DAGSTER_HOME": home,
@@ -276,6 +282,12 @@ def main() -> int:
         help="profile a copy of silver "
         + "; ".join(f"{name}: {what}" for name, (what, _) in LAYOUTS.items()),
     )
+    parser.add_argument(
+        "--instance",
+        choices=list(INSTANCES),
+        default="shipped",
+        help="the DAGSTER_HOME's dagster.yaml: deploy/dagster.yaml, or Dagster's defaults",
+    )
     args = parser.parse_args()
     for root in args.lake:
         lake_root = root
@@ -285,9 +297,9 @@ def main() -> int:
                 LAYOUTS[args.layout][1](root, lake_root)
         files = list(Path(lake_root, SILVER_TABLE).glob("*.parquet"))
         size = sum(f.stat().st_size for f in files) / 1e6
-        title = f"{lake_root}: silver {len(files)} files, {size:.0f} MB"
+        title = f"{lake_root}: silver {len(files)} files, {size:.0f} MB; {args.instance} instance"
         load_before = os.getloadavg()
-        runs = [profile_run(lake_root) for _ in range(args.repeat)]
+        runs = [profile_run(lake_root, INSTANCES[args.instance]) for _ in range(args.repeat)]
         print(profile_table(title, runs, load_before))
         print(flush=True)
     return 0

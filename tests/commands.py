@@ -7,6 +7,9 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from unittest.mock import patch
+
+from dagster import DagsterInstance
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -27,6 +30,13 @@ def dagster_home(home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPOSITORY / "deploy" / "dagster.yaml", home / "dagster.yaml")
     return home
+
+
+def open_instance(home: Path) -> DagsterInstance:
+    """The instance of a DAGSTER_HOME made by `dagster_home`, opened as Dagster opens it with
+    DAGSTER_HOME set: its event log storage (resources/event_log.py) finds its runs there."""
+    with patch.dict(os.environ, {"DAGSTER_HOME": str(home)}):
+        return DagsterInstance.from_config(str(home))
 
 
 def activated_environment(env: Mapping[str, str]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterRunStatus, RunsFilter
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunRecord
 
 from bench.latency import append_to_gold_latencies
@@ -39,6 +39,7 @@ from beta_assets.settings import (
 )
 from resources.lake import DeltaLake
 from tests import datasets
+from tests.commands import open_instance
 from tests.compare import ABSOLUTE_FLOOR, KEY, RELATIVE
 from tests.dagster_dev import running_dagster_dev
 from tests.pipeline import read_table, run_all, write_silver
@@ -105,7 +106,7 @@ class PipelineRunWatcher:
             return list(self._records)
 
     def _watch(self) -> None:
-        instance = DagsterInstance.from_config(str(self._home))
+        instance = open_instance(self._home)
         try:
             while not self._stop.is_set():
                 try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterEventType, DagsterRunStatus
 
 from beta_assets.feed.cli import main as tickbeta
 from beta_assets.partitions import hour_of_key
@@ -26,7 +26,7 @@ from beta_assets.settings import (
 )
 from resources.lake import DeltaLake
 from tests import datasets
-from tests.commands import warning_lines
+from tests.commands import open_instance, warning_lines
 from tests.compare import assert_same_windows, naive_utc
 from tests.pipeline import covering_keys, write_silver
 from tests.reference import notebook_gold
@@ -140,7 +140,7 @@ def test_demo_prints_progress_and_the_table_and_logs_dagster_to_a_file(lake_root
     logged = log.read_text()
     for event in ("RUN_START", "RUN_SUCCESS", "ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION"):
         assert f" - {event} - " in logged
-    instance = DagsterInstance.from_config(str(home))
+    instance = open_instance(home)
     (record,) = instance.get_runs()
     assert record.status == DagsterRunStatus.SUCCESS
     materialized = instance.all_logs(record.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterRunStatus
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -15,7 +15,14 @@ from dagster._core.storage.tags import (
 
 from beta_assets.settings import EVENT_TIME, LAKE_ENV, SILVER_TABLE, SPARK_UI_ENV
 from tests import datasets
-from tests.commands import BIN, REPOSITORY, activated_environment, dagster_home, warning_lines
+from tests.commands import (
+    BIN,
+    REPOSITORY,
+    activated_environment,
+    dagster_home,
+    open_instance,
+    warning_lines,
+)
 from tests.pipeline import TABLE_KEYS, covering_keys, run_range, sorted_rows, write_silver
 
 DG = str(BIN / "dg")
@@ -71,7 +78,7 @@ def test_dg_launch_of_a_range_is_one_run_that_writes_what_the_in_process_run_wri
         written, expected = sorted_rows(launched, table), sorted_rows(in_process, table)
         assert written.num_rows > 0, table
         assert written.equals(expected), f"{table} differs between dg launch and in process"
-    with DagsterInstance.from_config(str(home)) as instance:
+    with open_instance(home) as instance:
         [run] = instance.get_runs()
     assert run.status == DagsterRunStatus.SUCCESS
     assert run.tags[ASSET_PARTITION_RANGE_START_TAG] == first

@@ -1,0 +1,249 @@
+"""The shipped event log storage (resources/event_log.py): a batch of events leaves the same rows
+as Dagster's SQLite storage writing them one by one, and runs through it keep Dagster's marks
+of planned, materialized and failed partitions."""
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetMaterialization,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterInvariantViolationError,
+    DailyPartitionsDefinition,
+    EventRecordsFilter,
+    asset,
+    materialize,
+)
+from dagster._core.events import (
+    AssetCheckEvaluationPlanned,
+    AssetMaterializationPlannedData,
+    DagsterEvent,
+    StepMaterializationData,
+)
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+from resources.event_log import EVENT_BATCH_SIZE, BatchedSqliteEventLogStorage
+from tests.commands import dagster_home
+
+BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
+PARTITIONS = [f"2026-01-0{day}" for day in range(5, 9)]
+JOB = "__ASSET_JOB"
+daily = DailyPartitionsDefinition(start_date="2026-01-05")
+
+
+@pytest.fixture
+def batch_size_env(monkeypatch):
+    """DAGSTER_EVENT_BATCH_SIZE unset for the test, and unset again after it."""
+    monkeypatch.setenv(BATCH_SIZE_ENV, "0")
+    monkeypatch.delenv(BATCH_SIZE_ENV)
+
+
+def _entry(run_id: str, event: DagsterEvent) -> EventLogEntry:
+    return EventLogEntry(
+        error_info=None,
+        level="debug",
+        user_message="",
+        run_id=run_id,
+        timestamp=1767600000.0,
+        dagster_event=event,
+        job_name=JOB,
+    )
+
+
+def _run_events(run_id: str) -> list[EventLogEntry]:
+    """What a partitioned run stores in batches: planned events for two assets (one with a
+    check), then one asset's materializations, tagged."""
+    events = []
+    for name in ("spy_returns", "gold_beta_metrics"):
+        for partition in PARTITIONS:
+            planned = AssetMaterializationPlannedData(AssetKey(name), partition=partition)
+            events.append(
+                DagsterEvent.build_asset_materialization_planned_event(JOB, name, planned)
+            )
+    check_planned = AssetCheckEvaluationPlanned(
+        asset_key=AssetKey("gold_beta_metrics"),
+        check_name="gold_contract",
+        partitions_subset=daily.subset_with_partition_keys(PARTITIONS).to_serializable_subset(),
+    )
+    events.append(
+        DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
+            job_name=JOB,
+            event_specific_data=check_planned,
+            step_key="gold_beta_metrics",
+        )
+    )
+    for partition in PARTITIONS[:3]:
+        materialization = AssetMaterialization(
+            "spy_returns", partition=partition, tags={"dagster/data_version": partition}
+        )
+        events.append(
+            DagsterEvent(
+                event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+                job_name=JOB,
+                event_specific_data=StepMaterializationData(materialization),
+                step_key="spy_returns",
+            )
+        )
+    return [_entry(run_id, event) for event in events]
+
+
+def _stored_rows(storage: SqliteEventLogStorage, run_id: str) -> dict:
+    """Everything Dagster reads back from the run's and the index's databases for the run."""
+    run_log = [
+        (record.storage_id, record.event_log_entry.dagster_event_type)
+        for record in storage.get_records_for_run(run_id).records
+    ]
+    index = {}
+    for event_type in (
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        DagsterEventType.ASSET_MATERIALIZATION,
+    ):
+        records = storage.get_event_records(EventRecordsFilter(event_type), ascending=True)
+        index[event_type] = [
+            (record.storage_id, record.asset_key, record.partition_key) for record in records
+        ]
+    assets = {
+        record.asset_entry.asset_key: (
+            record.asset_entry.last_materialization_record.storage_id
+            if record.asset_entry.last_materialization_record
+            else None,
+            record.asset_entry.last_run_id,
+        )
+        for record in storage.get_asset_records()
+    }
+    spy, gold = AssetKey("spy_returns"), AssetKey("gold_beta_metrics")
+    attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations
+    return {
+        "run log": run_log,
+        "index": index,
+        "assets": assets,
+        "materialized": {key: storage.get_materialized_partitions(key) for key in (spy, gold)},
+        "attempted": {key: attempts(key) for key in (spy, gold)},
+        "tags": storage.get_event_tags_for_asset(spy),
+        "checks": [  # without create_timestamp, the database's clock at the write
+            (record.id, record.run_id, record.status, record.event, record.partition)
+            for record in storage.get_asset_check_execution_history(
+                AssetCheckKey(gold, "gold_contract"), limit=10
+            )
+        ],
+    }
+
+
+def test_a_batch_leaves_the_rows_of_one_by_one(tmp_path, batch_size_env):
+    run_id = str(uuid.uuid4())
+    events = _run_events(run_id)
+    dagsters = SqliteEventLogStorage(str(tmp_path / "dagster"))
+    for event in events:
+        dagsters.store_event(event)
+    batched = BatchedSqliteEventLogStorage(str(tmp_path / "batched"))
+    planned, materialized = events[:-3], events[-3:]
+    batched.store_event_batch(planned)
+    batched.store_event_batch(materialized)
+
+    expected = _stored_rows(dagsters, run_id)
+    assert len(expected["run log"]) == 12
+    assert len(expected["index"][DagsterEventType.ASSET_MATERIALIZATION_PLANNED]) == 8
+    assert expected["materialized"][AssetKey("spy_returns")] == set(PARTITIONS[:3])
+    assert [check[-1] for check in expected["checks"]] == PARTITIONS[::-1]
+    assert _stored_rows(batched, run_id) == expected
+
+
+def test_the_storage_asks_dagster_for_batches(tmp_path, batch_size_env):
+    BatchedSqliteEventLogStorage(str(tmp_path))
+    assert os.environ[BATCH_SIZE_ENV] == EVENT_BATCH_SIZE
+
+
+def test_an_explicit_batch_size_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv(BATCH_SIZE_ENV, "7")
+    BatchedSqliteEventLogStorage(str(tmp_path))
+    assert os.environ[BATCH_SIZE_ENV] == "7"
+
+
+@pytest.fixture
+def shipped_home(tmp_path, monkeypatch, batch_size_env) -> Path:
+    """A DAGSTER_HOME made as the README says: deploy/dagster.yaml copied in."""
+    home = dagster_home(tmp_path / "home")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def test_without_dagster_home_the_storage_says_where_its_runs_go(shipped_home, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME")
+    with pytest.raises(DagsterInvariantViolationError, match=r"\$DAGSTER_HOME/history/runs"):
+        DagsterInstance.from_config(str(shipped_home))
+
+
+def test_the_shipped_instance_keeps_its_runs_where_dagster_does(shipped_home):
+    with DagsterInstance.from_config(str(shipped_home)) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, BatchedSqliteEventLogStorage)
+        assert Path(storage._base_dir) == shipped_home / "history" / "runs"
+
+
+def _toy_assets(fail: bool):
+    @asset(partitions_def=daily)
+    def upstream(context) -> None:
+        if fail:
+            raise RuntimeError("planted failure")
+
+    @asset(partitions_def=daily, deps=[upstream])
+    def downstream() -> None:
+        pass
+
+    return [upstream, downstream]
+
+
+@pytest.fixture
+def batched_instance(shipped_home, monkeypatch):
+    """The shipped instance, its storage's batches counted."""
+    batches = []
+    store_batch = BatchedSqliteEventLogStorage.store_event_batch
+
+    def counted(storage, events):
+        batches.append([event.dagster_event_type for event in events])
+        store_batch(storage, events)
+
+    monkeypatch.setattr(BatchedSqliteEventLogStorage, "store_event_batch", counted)
+    with DagsterInstance.from_config(str(shipped_home)) as instance:
+        yield instance, batches
+
+
+def _range_run(instance: DagsterInstance, fail: bool) -> bool:
+    return materialize(
+        _toy_assets(fail),
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": PARTITIONS[0],
+            "dagster/asset_partition_range_end": PARTITIONS[-1],
+        },
+        raise_on_error=False,
+    ).success
+
+
+def test_a_range_run_writes_its_events_in_batches(batched_instance):
+    instance, batches = batched_instance
+    assert _range_run(instance, fail=False)
+    planned = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    materialized = DagsterEventType.ASSET_MATERIALIZATION
+    assert [planned] * 8 in batches
+    assert batches.count([materialized] * 4) == 2
+    for name in ("upstream", "downstream"):
+        assert instance.get_materialized_partitions(AssetKey(name)) == set(PARTITIONS)
+
+
+def test_a_failed_range_run_marks_its_partitions_failed(batched_instance):
+    instance, _ = batched_instance
+    assert not _range_run(instance, fail=True)
+    for name in ("upstream", "downstream"):
+        status = get_and_update_asset_status_cache_value(instance, AssetKey(name), daily)
+        assert status.deserialize_failed_partition_subsets(daily).get_partition_keys() == (
+            PARTITIONS
+        )
