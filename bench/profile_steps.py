@@ -28,15 +28,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from bench.run_bench import DERIVED, silver_hours
+from bench.run_bench import DERIVED, SHIPPED_INSTANCE, fresh_dagster_home, silver_hours
 from beta_assets.partitions import partition_key
 from beta_assets.settings import EVENT_TIME, SILVER_TABLE
 from resources.lake import DeltaLake
 
 ASSETS = ("spy_returns", "joined_returns", "gold_beta_metrics")
-SHIPPED_INSTANCE = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
 INSTANCES = {
-    "shipped": SHIPPED_INSTANCE.read_text(),
+    "shipped": SHIPPED_INSTANCE,
     "dagster-default": "telemetry:\n  enabled: false\n",
 }
 
@@ -61,8 +60,7 @@ def profile_run(lake_root: str, instance_yaml: str) -> RunProfile:
     for table in DERIVED:
         shutil.rmtree(lake.uri(table), ignore_errors=True)
     start, end = silver_hours(lake)
-    with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as spark_log:
-        Path(home, "dagster.yaml").write_text(instance_yaml)
+    with fresh_dagster_home(instance_yaml) as home, tempfile.TemporaryDirectory() as spark_log:
         env = {
             **os.environ,
             "DAGSTER_HOME": home,

@@ -533,13 +533,17 @@ def record_silver_counts(
     """Keep silver's tick counts over `hours` (`silver_quality_counts`) for the run's later
     steps, unless this run already counted those hours and more."""
     key = (run_id, snapshot.version())
+    # Only this run's: a process runs its runs one after another (in-process executor), and a
+    # long-lived one (a warm bench, a test worker) would otherwise keep every run's counts.
+    for other in [kept_key for kept_key in _silver_counts if kept_key[0] != run_id]:
+        del _silver_counts[other]
     kept = _silver_counts.get(key)
     if kept is None or not (kept[0] <= hours[0] and hours[1] <= kept[1]):
         _silver_counts[key] = (*hours, counts)
 
 
 # Silver's tick counts by (run, silver version): (start, end, counts per hour) of the hours
-# that silver's checks counted in this process.
+# that silver's checks counted in this process, for the run that counted last.
 _silver_counts: dict[tuple[str, int], tuple[datetime, datetime, pd.DataFrame]] = {}
 
 

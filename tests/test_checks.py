@@ -168,6 +168,32 @@ def test_high_water_marks_from_silver_counts_equal_a_read_of_silver(lake_root, s
     assert counted.tickers == latest + timedelta(seconds=30, microseconds=7)
 
 
+class _Snapshot:
+    def __init__(self, version: int):
+        self._version = version
+
+    def version(self) -> int:
+        return self._version
+
+
+def test_silver_counts_are_kept_for_the_run_that_counted_last():
+    start = datasets.at(15)
+    counts = pd.DataFrame(
+        {
+            "hour": [pd.Timestamp(start)],
+            checks.QUARANTINE_REASON: [None],
+            "is_market": [False],
+            "count": [7],
+        }
+    )
+    hours = (start, start + timedelta(hours=1))
+    checks.record_silver_counts("first-run", _Snapshot(3), hours, counts)
+    assert checks.counted_valid_ticker_ticks("first-run", 3, *hours) == 7
+    checks.record_silver_counts("next-run", _Snapshot(4), hours, counts)
+    assert checks.counted_valid_ticker_ticks("next-run", 4, *hours) == 7
+    assert checks.counted_valid_ticker_ticks("first-run", 3, *hours) is None
+
+
 def test_buckets_that_miss_a_tick_fail_the_bucket_check(good_lake):
     root, _ = good_lake
     buckets = table(root, JOINED_RETURNS_TABLE)
