@@ -209,15 +209,17 @@ def fresh_dagster_home(instance_yaml: str = SHIPPED_INSTANCE) -> Iterator[str]:
         yield home
 
 
-def dagster_end_to_end(lake: DeltaLake, start: datetime, end: datetime) -> float:
+def dagster_end_to_end(
+    lake: DeltaLake, start: datetime, end: datetime, instance_yaml: str = SHIPPED_INSTANCE
+) -> float:
     """`dagster asset materialize --partition-range` in a new process, derived tables fresh,
-    on a new instance set up as the README says."""
+    on a new instance (by default set up as the README says)."""
     for table in DERIVED:
         shutil.rmtree(lake.uri(table), ignore_errors=True)
     from tests.pipeline import materialize_from_cli
 
     env = {**os.environ, "TICKBETA_LAKE": lake.root, "TICKBETA_SPARK_UI": "false"}
-    with fresh_dagster_home() as home:
+    with fresh_dagster_home(instance_yaml) as home:
         started = time.monotonic()
         result = materialize_from_cli(
             {**env, "DAGSTER_HOME": home},

@@ -36,6 +36,7 @@ from beta_assets.metrics import KEPT_ROWS, QUARANTINE_REASON, RAW_PREFIX
 from beta_assets.settings import (
     CHANGE,
     EVENT_TIME,
+    PARTITION_SPAN_MICROS,
     PRICE,
     QUARANTINE_REASONS,
     SILVER_COLUMNS,
@@ -43,7 +44,6 @@ from beta_assets.settings import (
 )
 from resources.delta_files import DataFile, read_data_file, table_filesystem
 
-_HOUR_MICROS = 3_600 * 1_000_000
 # A row's reason by its code (`file_tasks.reason_codes`).
 _REASON_TEXT = pa.array([None, *QUARANTINE_REASONS], pa.string())
 
@@ -162,7 +162,7 @@ def _quality_groups(rows: pa.Table, scope: _Scope) -> pa.RecordBatch:
         raise _QuarantineNeeded()
     # No row without an event time is left: each would have been quarantined.
     counted = _within(micros, scope.counted)
-    hour = micros // _HOUR_MICROS * _HOUR_MICROS
+    hour = micros // PARTITION_SPAN_MICROS * PARTITION_SPAN_MICROS
     moving = ~blank  # a symbol and an event time: the ticks that move a watermark
     keys = pa.table(
         {

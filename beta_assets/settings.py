@@ -25,6 +25,7 @@ BAND = timedelta(hours=1)  # market ticks within +-1h of a ticker tick are paire
 WATERMARK = timedelta(hours=3)  # withWatermark(..., "3 hours") on both sides
 BUCKETS_PER_WINDOW = WINDOW // SLIDE  # 24: a window is exactly this many buckets
 PARTITION_SPAN = timedelta(hours=1)  # Dagster partitions are hourly (UTC)
+PARTITION_SPAN_MICROS = PARTITION_SPAN // timedelta(microseconds=1)
 
 # A window is final once the streaming query would have emitted it: the join holds its output
 # watermark back by the band, on top of the 3h event-time watermark.

@@ -30,7 +30,11 @@ from dagster._core.events import (
 )
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, AssetKeyTable
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    AssetKeyTable,
+    SqlEventLogStorageTable,
+)
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._serdes import ConfigurableClassData, serialize_value
 from sqlalchemy.engine import Connection
@@ -78,31 +82,41 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         if len({event.run_id for event in events}) != 1:
             super().store_event_batch(events)  # one by one: a batch is one run's in Dagster
             return
-        inserts = [self.prepare_insert_event(event) for event in events]
+        # Dagster's rows, inserted as one statement over many rows: a statement per row was
+        # half the batch's time (SQLAlchemy keys each one's values for its cache).
+        rows = [self._event_to_row(event) for event in events]
         with self.run_connection(events[0].run_id) as conn:
-            for insert in inserts:
-                conn.execute(insert)
-        check_events = self._index_events(events, inserts)
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
+        check_events = self._index_events(events, rows)
         for event, event_id in check_events:
             self.store_asset_check_event(event, event_id)
 
     def _index_events(
-        self, events: Sequence[EventLogEntry], inserts: Sequence[Any]
+        self, events: Sequence[EventLogEntry], rows: Sequence[dict[str, Any]]
     ) -> list[tuple[EventLogEntry, int]]:
         """Mirror the batch's asset, check and run-status events in the index as Dagster's
         `store_event` does, in one transaction; the check events with their index ids, for the
         check tables (written through their own connection, as in Dagster)."""
+        indexed = [
+            (event, row)
+            for event, row in zip(events, rows, strict=True)
+            if event.is_dagster_event and event.dagster_event_type in _INDEXED_EVENTS
+        ]
+        if not indexed:
+            return []
         asset_events, asset_ids, check_events = [], [], []
         with self.index_transaction() as conn:
-            for event, insert in zip(events, inserts, strict=True):
-                event_type = event.dagster_event_type if event.is_dagster_event else None
-                if event_type not in _INDEXED_EVENTS:
-                    continue
-                event_id = conn.execute(insert).inserted_primary_key[0]
-                if event_type in ASSET_EVENTS:
+            inserted = conn.execute(
+                SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                ),
+                [row for _, row in indexed],
+            )
+            for (event, _), event_id in zip(indexed, inserted.scalars().all(), strict=True):
+                if event.dagster_event_type in ASSET_EVENTS:
                     asset_events.append(event)
                     asset_ids.append(event_id)
-                elif event_type in ASSET_CHECK_EVENTS:
+                elif event.dagster_event_type in ASSET_CHECK_EVENTS:
                     check_events.append((event, event_id))
             if asset_events:
                 self._store_asset_event_tags(conn, asset_events, asset_ids)

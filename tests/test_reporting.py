@@ -7,18 +7,25 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
+from dagster import AssetKey, DagsterInvariantViolationError, MetadataValue
 from PIL import Image
 
 from beta_assets.assets.catalog import GOLD_SCHEMA, WINDOW_START
 from beta_assets.assets.reporting import (
     ALIGNED_HIGH,
     ALIGNED_LOW,
+    PLOT_ON_EVERY_PARTITION_UP_TO,
+    add_metadata_per_partition,
+    markdown_table,
     metrics_plot,
     plotted_series,
+    rows_by_partition,
+    run_plot_metadata,
     top_symbols,
 )
 from beta_assets.assets.returns import ticker_tick_counts
 from beta_assets.band import BUCKET_SCHEMA
+from beta_assets.partitions import hour_of_key, partition_key
 from beta_assets.settings import SYMBOL
 
 FIRST_WINDOW = datetime(2026, 1, 5, 14, 0, tzinfo=timezone.utc)
@@ -124,3 +131,77 @@ def test_tick_counts_come_from_the_bucket_counters():
         "unpaired_ticks": 0,
         "symbols": 0,
     }
+
+
+def test_rows_by_partition_are_each_hours_rows_in_their_order():
+    rows = gold_rows({"T001": 5, "T002": 9}, windows=30)  # 14:00 ... 16:25, two symbols
+    shuffled = rows.take(list(range(rows.num_rows))[::-1])
+    by_key = rows_by_partition(shuffled, WINDOW_START)
+    assert list(by_key) == ["2026-01-05-14:00", "2026-01-05-15:00", "2026-01-05-16:00"]
+    for key, own in by_key.items():
+        hour = hour_of_key(key)
+        expected = [
+            row
+            for row in shuffled.to_pylist()
+            if hour <= row[WINDOW_START] < hour + timedelta(hours=1)
+        ]
+        assert own.to_pylist() == expected
+    assert rows_by_partition(rows.slice(0, 0), WINDOW_START) == {}
+
+
+def test_a_preview_is_a_markdown_table_of_its_rows():
+    rows = gold_rows({"T001": 5}, windows=2)
+    lines = markdown_table(rows.select([SYMBOL, WINDOW_START, "beta", "beta_aligned"])).split("\n")
+    assert lines == [
+        f"| {SYMBOL} | {WINDOW_START} | beta | beta_aligned |",
+        "|:---|:---|---:|---:|",
+        "| T001 | 2026-01-05 14:00:00+00:00 | 0.5 |  |",
+        "| T001 | 2026-01-05 14:05:00+00:00 | 0.51 | 1.01 |",
+    ]
+
+
+class _ContextWithoutAccumulator:
+    """An asset context whose step keeps its metadata elsewhere (another Dagster version)."""
+
+    asset_key = AssetKey("gold_beta_metrics")
+    partition_keys = ["2026-01-05-14:00", "2026-01-05-15:00"]
+
+    def __init__(self):
+        self.added = []
+
+    def get_step_execution_context(self) -> object:
+        return object()
+
+    def add_asset_metadata(self, metadata, partition_key):
+        self.added.append((partition_key, metadata))
+
+
+def test_partition_metadata_goes_through_dagsters_call_where_its_step_differs():
+    context = _ContextWithoutAccumulator()
+    per_partition = {key: {"dagster/row_count": 1} for key in context.partition_keys}
+    add_metadata_per_partition(context, per_partition)
+    assert context.added == list(per_partition.items())
+
+
+def test_metadata_for_a_partition_the_run_does_not_target_is_refused():
+    context = _ContextWithoutAccumulator()
+    with pytest.raises(DagsterInvariantViolationError, match="2026-01-05-16:00"):
+        add_metadata_per_partition(context, {"2026-01-05-16:00": {"dagster/row_count": 1}})
+    assert context.added == []
+
+
+class _ContextOfHours(_ContextWithoutAccumulator):
+    def __init__(self, hours: int):
+        super().__init__()
+        first = datetime(2026, 1, 5, tzinfo=timezone.utc)
+        self.partition_keys = [partition_key(first + timedelta(hours=h)) for h in range(hours)]
+
+
+def test_a_runs_plot_is_on_every_partition_up_to_two_days_then_on_the_newest():
+    plot = MetadataValue.md("a plot")
+    short = _ContextOfHours(PLOT_ON_EVERY_PARTITION_UP_TO)
+    assert run_plot_metadata(short, plot) == {"plot": plot}
+    assert short.added == []
+    long = _ContextOfHours(PLOT_ON_EVERY_PARTITION_UP_TO + 1)
+    assert run_plot_metadata(long, plot) == {}
+    assert long.added == [(long.partition_keys[-1], {"plot": plot})]

@@ -24,6 +24,7 @@ from beta_assets.assets.reporting import (
     partition_span,
     preview,
     run_metadata,
+    run_plot_metadata,
     spark_job_label,
     warn_if_kept_newer,
 )
@@ -121,7 +122,7 @@ def gold_beta_metrics(
             **run_metadata(written, version, watch, lake.uri(GOLD_TABLE)),
             "final_before": str(cutoff or ""),
             "window_path": path,
-            "plot": metrics_plot(rows, SYMBOL, WINDOW_START),
+            **run_plot_metadata(context, metrics_plot(rows, SYMBOL, WINDOW_START)),
         },
         check_results=list(checks),
     )

@@ -3,19 +3,31 @@
 import base64
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, MetadataValue
+from dagster import AssetExecutionContext, DagsterInvariantViolationError, MetadataValue
+from dagster._core.execution.context.metadata_logging import (
+    AssetMetadataHandle,
+    OutputMetadataAccumulator,
+)
 
-from beta_assets.partitions import hourly_partitions
-from beta_assets.storage import SilverRead, WrittenHours
+from beta_assets.band import epoch_micros
+from beta_assets.partitions import hourly_partitions, partition_key
+from beta_assets.settings import PARTITION_SPAN_MICROS
+from beta_assets.storage import SilverRead, WrittenHours, micros_to_utc
 
 PREVIEW_ROWS = 20
 PLOT_SYMBOLS = 5
+# Dagster copies a run's metadata into each of its partitions' events: the plot (about 25 kB)
+# goes on every partition of runs up to two days (every sensor run, by default), on the newest
+# one only beyond (82 MB of event log otherwise for 3,296 partitions).
+PLOT_ON_EVERY_PARTITION_UP_TO = 48
 _PLOT_SIZE_INCHES = (8, 5)
 _PLOT_DPI = 80  # 640 x 400 pixels, readable in the UI
 # The PNG goes into the event log on every materialization: a 64-colour palette makes it about
@@ -94,27 +106,71 @@ def add_partition_metadata(
     partition's page would show the counts of the whole run. Partitions outside
     `recomputed` (an incremental run's reach) were left as they were: they say so.
     """
-    keys = partition_keys_of(rows, time_column)
+    own_rows = rows_by_partition(rows, time_column)
+    no_rows = rows.slice(0, 0)
+    per_partition = {}
     for key in context.partition_keys:
         hour = hourly_partitions.time_window_for_partition_key(key).start
         if recomputed is not None and not recomputed[0] <= hour < recomputed[1]:
-            context.add_asset_metadata({"recomputed": False}, partition_key=key)
+            per_partition[key] = {"recomputed": False}
             continue
-        own = rows.filter(pc.equal(keys, key))
+        own = own_rows.get(key, no_rows)
         low, high = _time_range(own, time_column)
-        metadata = {
+        per_partition[key] = {
             "dagster/row_count": MetadataValue.int(own.num_rows),
             "event_time_min": MetadataValue.text(low),
             "event_time_max": MetadataValue.text(high),
             **(details(own) if details else {}),
         }
-        context.add_asset_metadata(metadata, partition_key=key)
+    add_metadata_per_partition(context, per_partition)
 
 
-def partition_keys_of(rows: pa.Table, time_column: str) -> pa.ChunkedArray:
-    """The hourly partition key of every row, from the hour its `time_column` falls in."""
-    hours = pc.floor_temporal(rows.column(time_column), unit="hour")
-    return pc.strftime(hours, format=hourly_partitions.fmt)
+def add_metadata_per_partition(
+    context: AssetExecutionContext, per_partition: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """`context.add_asset_metadata(metadata, partition_key=key)` for every key at once.
+
+    Dagster checks each call's key by listing every key of the run's range: quadratic in the
+    partitions (about 3 ms a call at 3,296 partitions, 10k calls a run). The keys here are the
+    run's own, so the step's metadata is extended in one go where Dagster keeps it as this
+    version does; else through the public call, key by key.
+    """
+    unknown = set(per_partition) - set(context.partition_keys)
+    if unknown:
+        raise DagsterInvariantViolationError(
+            f"metadata for partitions the run does not target: {sorted(unknown)}"
+        )
+    step = context.get_step_execution_context()
+    accumulator = getattr(step, "_metadata_accumulator", None)
+    if not isinstance(accumulator, OutputMetadataAccumulator):
+        for key, metadata in per_partition.items():
+            context.add_asset_metadata(metadata, partition_key=key)
+        return
+    merged = dict(accumulator.per_output_metadata)
+    for key, metadata in per_partition.items():
+        handle = AssetMetadataHandle(asset_key=context.asset_key, partition_key=key)
+        merged[handle] = {**merged.get(handle, {}), **metadata}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)
+
+
+def rows_by_partition(rows: pa.Table, time_column: str) -> dict[str, pa.Table]:
+    """The rows of each hourly partition (by the hour `time_column` falls in), in their order.
+
+    One sort and a slice per partition: filtering the run's rows once per partition cost
+    about 3 ms a partition and step on 300k rows (four seconds on 1,281 partitions).
+    """
+    timed = rows.filter(pc.is_valid(rows.column(time_column)))
+    hours = epoch_micros(timed.column(time_column)) // PARTITION_SPAN_MICROS
+    order = np.argsort(hours, kind="stable")
+    ordered, ordered_hours = timed.take(order), hours[order]
+    bounds = [0, *(np.flatnonzero(np.diff(ordered_hours)) + 1).tolist(), len(ordered_hours)]
+    return {
+        partition_key(micros_to_utc(int(ordered_hours[first]) * PARTITION_SPAN_MICROS)): (
+            ordered.slice(first, last - first)
+        )
+        for first, last in zip(bounds[:-1], bounds[1:], strict=True)
+        if last > first
+    }
 
 
 def read_metadata(silver: SilverRead) -> dict:
@@ -128,10 +184,40 @@ def read_metadata(silver: SilverRead) -> dict:
 
 
 def preview(rows: pa.Table, sort_by: list[tuple[str, str]]) -> MetadataValue:
-    head = rows.sort_by(sort_by).slice(0, PREVIEW_ROWS).to_pandas()
-    return MetadataValue.md(
-        head.to_markdown(index=False, floatfmt=".6g") if len(head) else "(no rows)"
-    )
+    head = rows.sort_by(sort_by).slice(0, PREVIEW_ROWS)
+    return MetadataValue.md(markdown_table(head) if head.num_rows else "(no rows)")
+
+
+def markdown_table(rows: pa.Table) -> str:
+    """`rows` as a Markdown pipe table: numbers right-aligned, floats to 6 significant digits,
+    nulls empty. Written here rather than through pandas' `to_markdown` (tabulate), which took
+    3 ms a table: one per partition of a run."""
+    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in rows.schema.types]
+    columns = [[_cell(value) for value in column.to_pylist()] for column in rows.columns]
+    lines = [
+        "| " + " | ".join(rows.column_names) + " |",
+        "|" + "|".join("---:" if right else ":---" for right in numeric) + "|",
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in zip(*columns, strict=True)]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def run_plot_metadata(context: AssetExecutionContext, plot: MetadataValue) -> dict:
+    """The run's plot as metadata of its result (every partition's event), or, on a run of
+    more than `PLOT_ON_EVERY_PARTITION_UP_TO` partitions, of its newest partition only."""
+    keys = context.partition_keys
+    if len(keys) <= PLOT_ON_EVERY_PARTITION_UP_TO:
+        return {"plot": plot}
+    add_metadata_per_partition(context, {keys[-1]: {"plot": plot}})
+    return {}
 
 
 def metrics_plot(
