@@ -24,9 +24,9 @@ from beta_assets.storage import SilverRead, WrittenHours, micros_to_utc
 
 PREVIEW_ROWS = 20
 PLOT_SYMBOLS = 5
-# Dagster copies a run's metadata into each of its partitions' events: the plot (about 25 kB)
+# Dagster copies a run's metadata into each of its partitions' events: the plot (25-50 kB)
 # goes on every partition of runs up to two days (every sensor run, by default), on the newest
-# one only beyond (82 MB of event log otherwise for 3,296 partitions).
+# one only beyond (a 3,296-partition run's plot is 50 kB: 165 MB of event log otherwise).
 PLOT_ON_EVERY_PARTITION_UP_TO = 48
 _PLOT_SIZE_INCHES = (8, 5)
 _PLOT_DPI = 80  # 640 x 400 pixels, readable in the UI
@@ -131,7 +131,7 @@ def add_metadata_per_partition(
     """`context.add_asset_metadata(metadata, partition_key=key)` for every key at once.
 
     Dagster checks each call's key by listing every key of the run's range: quadratic in the
-    partitions (about 3 ms a call at 3,296 partitions, 10k calls a run). The keys here are the
+    partitions (1.2 ms a call at 3,296 partitions, 9,888 calls a run). The keys here are the
     run's own, so the step's metadata is extended in one go where Dagster keeps it as this
     version does; else through the public call, key by key.
     """
@@ -156,8 +156,8 @@ def add_metadata_per_partition(
 def rows_by_partition(rows: pa.Table, time_column: str) -> dict[str, pa.Table]:
     """The rows of each hourly partition (by the hour `time_column` falls in), in their order.
 
-    One sort and a slice per partition: filtering the run's rows once per partition cost
-    about 3 ms a partition and step on 300k rows (four seconds on 1,281 partitions).
+    One sort and a slice per partition: filtering the run's rows once per partition took
+    1.6 ms a partition on gold's 202k rows of 3,296 partitions (5.4 s; the sort 0.12 s).
     """
     timed = rows.filter(pc.is_valid(rows.column(time_column)))
     hours = epoch_micros(timed.column(time_column)) // PARTITION_SPAN_MICROS
