@@ -11,12 +11,10 @@ nothing on in Spark (no event log), so its seconds are the user's.
 
 import argparse
 import sys
-from datetime import timedelta
 from pathlib import Path
 
-from bench.profile_steps import INSTANCES
-from bench.run_bench import dagster_end_to_end, silver_hours
-from beta_assets.settings import SILVER_TABLE
+from bench.run_bench import INSTANCES, dagster_end_to_end, silver_hours
+from beta_assets.settings import PARTITION_SPAN, SILVER_TABLE
 from resources.lake import DeltaLake
 
 
@@ -36,7 +34,7 @@ def main() -> int:
             dagster_end_to_end(lake, start, end, INSTANCES[args.instance])
             for _ in range(args.repeat)
         ]
-        hours = (end - start) // timedelta(hours=1)
+        hours = (end - start) // PARTITION_SPAN
         seconds = ", ".join(f"{run:.2f}" for run in runs)
         print(f"| {root} ({len(files)} files) | {hours} | {seconds} |", flush=True)
     return 0

@@ -28,16 +28,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from bench.run_bench import DERIVED, SHIPPED_INSTANCE, fresh_dagster_home, silver_hours
+from bench.run_bench import DERIVED, INSTANCES, fresh_dagster_home, silver_hours
 from beta_assets.partitions import partition_key
 from beta_assets.settings import EVENT_TIME, SILVER_TABLE
 from resources.lake import DeltaLake
 
 ASSETS = ("spy_returns", "joined_returns", "gold_beta_metrics")
-INSTANCES = {
-    "shipped": SHIPPED_INSTANCE,
-    "dagster-default": "telemetry:\n  enabled: false\n",
-}
 
 
 @dataclass(frozen=True)

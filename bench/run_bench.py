@@ -53,8 +53,10 @@ from resources.lake import DeltaLake
 from resources.spark import SparkSessionResource
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# The instance a user sets up as the README says (deploy/dagster.yaml in $DAGSTER_HOME).
+# The instance a user sets up as the README says (deploy/dagster.yaml in $DAGSTER_HOME), and
+# one on Dagster's own storages, to compare with.
 SHIPPED_INSTANCE = (Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml").read_text()
+INSTANCES = {"shipped": SHIPPED_INSTANCE, "dagster-default": "telemetry:\n  enabled: false\n"}
 DERIVED = ("spy_returns", "joined_returns", "gold_beta_metrics", "quarantine_ticks")
 
 
