@@ -125,10 +125,12 @@ def silver_hours(lake: DeltaLake) -> tuple[datetime, datetime]:
 
 
 class PeakMemory:
-    """Peak resident memory of this process and its Spark JVM, sampled every 50 ms."""
+    """Peak resident memory of this process (unless `children_only`) and the processes it
+    started (its Spark JVM and Python workers, a dagster command), sampled every 50 ms."""
 
-    def __init__(self) -> None:
+    def __init__(self, children_only: bool = False) -> None:
         self.peak_bytes = 0
+        self._children_only = children_only  # the processes this one starts, not itself
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -143,7 +145,7 @@ class PeakMemory:
     def _sample(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            processes = [me, *me.children(recursive=True)]
+            processes = [*([] if self._children_only else [me]), *me.children(recursive=True)]
             total = 0
             for process in processes:
                 with contextlib.suppress(psutil.NoSuchProcess):
