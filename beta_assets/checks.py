@@ -32,7 +32,7 @@ from pandera.errors import SchemaErrors
 
 from beta_assets.assets.silver import (
     SILVER_READ_REACH,
-    changed_hours_within,
+    changed_buckets_within,
     pinned_silver,
     whole_table_hours,
 )
@@ -47,7 +47,7 @@ from beta_assets.metrics import (
     typed_ticks,
     valid_ticks,
 )
-from beta_assets.partitions import HOUR_FORMAT, hours_of_run
+from beta_assets.partitions import HOUR_FORMAT, floor_hour, hours_of_run
 from beta_assets.settings import (
     BUCKETS_PER_WINDOW,
     GOLD_TABLE,
@@ -474,20 +474,21 @@ def silver_ticks_checks(
     metrics: BetaMetricsConfig,
 ) -> Iterator[AssetCheckResult]:
     snapshot = pinned_silver(lake)
-    hours = hours_silver_is_read(context.run.tags) or whole_table_hours(lake, snapshot)
-    yield from silver_results(spark, lake, metrics, snapshot, hours, context.run.run_id)
+    span = silver_span_read(context.run.tags) or whole_table_hours(lake, snapshot)
+    yield from silver_results(spark, lake, metrics, snapshot, span, context.run.run_id)
 
 
-def hours_silver_is_read(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:
-    """The hours of silver a partitioned run's steps read: its hours, or on an incremental run
-    those within reach of the change (an empty span when none is); None without partitions.
+def silver_span_read(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:
+    """The span of silver a partitioned run's steps compute from: its hours, or on an
+    incremental run the 5-minute buckets within reach of the change (an empty span when none
+    is); None without partitions.
 
-    An appended minute is checked over the hours it reaches, not over the whole range the
+    An appended minute is checked over the buckets it reaches, not over the whole range the
     sensor's run spans for gold's windows."""
     hours = hours_of_run(tags)
     if hours is None:
         return None
-    return changed_hours_within(hours, tags, SILVER_READ_REACH) or (hours[0], hours[0])
+    return changed_buckets_within(hours, tags, SILVER_READ_REACH) or (hours[0], hours[0])
 
 
 def silver_results(
@@ -499,7 +500,7 @@ def silver_results(
     run_id: str,
     only_blocking: bool = False,
 ) -> Iterator[AssetCheckResult]:
-    """Silver's checks over the hours [start, end) of a snapshot (`only_blocking`: those that
+    """Silver's checks over the span [start, end) of a snapshot (`only_blocking`: those that
     block the assets, without the duplicate pass). The tick counts are kept for the run's
     later steps (`counted_valid_ticker_ticks`)."""
     contract = _column_contract(snapshot)
@@ -530,8 +531,8 @@ def _column_contract(snapshot: DeltaTable) -> AssetCheckResult:
 def record_silver_counts(
     run_id: str, snapshot: DeltaTable, hours: tuple[datetime, datetime], counts: pd.DataFrame
 ) -> None:
-    """Keep silver's tick counts over `hours` (`silver_quality_counts`) for the run's later
-    steps, unless this run already counted those hours and more."""
+    """Keep silver's tick counts over the span `hours` (`silver_quality_counts`, per hour) for
+    the run's later steps, unless this run already counted that span and more."""
     key = (run_id, snapshot.version())
     # Only this run's: a process runs its runs one after another (in-process executor), and a
     # long-lived one (a warm bench, a test worker) would otherwise keep every run's counts.
@@ -550,21 +551,30 @@ _silver_counts: dict[tuple[str, int], tuple[datetime, datetime, pd.DataFrame]] =
 def counted_valid_ticker_ticks(
     run_id: str, silver_version: int, start: datetime, end: datetime
 ) -> int | None:
-    """The valid non-market ticks of silver in the hours [start, end), as silver's checks
-    counted them in this run (independently of joined_returns' buckets); None when they did
-    not count those hours here."""
+    """The valid non-market ticks of silver in [start, end), as silver's checks counted them in
+    this run (independently of joined_returns' buckets); None when their counts do not give
+    that span exactly."""
     counted = _silver_counts.get((run_id, silver_version))
-    if counted is None or not (counted[0] <= start and end <= counted[1]):
+    if counted is None or not _sum_of_hours(counted[:2], (start, end)):
         return None
     counts = counted[2]
     hour = counts["hour"].dt.tz_localize(None) if counts["hour"].dt.tz else counts["hour"]
     wanted = (
         counts[QUARANTINE_REASON].isna()
         & ~counts["is_market"].astype(bool)
-        & (hour >= _naive_utc(start))
+        & (hour >= _naive_utc(floor_hour(start)))  # its hour's count holds only its ticks
         & (hour < _naive_utc(end))
     )
     return int(counts["count"].where(wanted, 0).sum())
+
+
+def _sum_of_hours(counted: tuple[datetime, datetime], wanted: tuple[datetime, datetime]) -> bool:
+    """Whether counts per hour of the span `counted` sum to the ticks of `wanted`: it lies
+    inside, and each of its ends is an hour's boundary or the counted span's own end."""
+    inside = counted[0] <= wanted[0] and wanted[1] <= counted[1]
+    return inside and all(
+        moment in (floor_hour(moment), bound) for moment, bound in zip(wanted, counted, strict=True)
+    )
 
 
 def counted_high_water_marks(run_id: str, snapshot: DeltaTable) -> HighWaterMarks | None:
@@ -606,26 +616,26 @@ def require_usable_silver(
     other launch (the UI's Materialize, an asset backfill, `dg launch`) selects assets only, so
     each step asks here: once per run and silver version, unless this run checked silver.
     """
-    hours = silver_hours_to_guard(context, snapshot)
-    if hours is None:
+    span = silver_span_to_guard(context, snapshot)
+    if span is None:
         return
     # The warnings (duplicates: a shuffle of every tick's hash) are not evaluated here: they
     # block nothing and a launch of the assets alone does not report them.
     results = silver_results(
-        spark, lake, metrics, snapshot, hours, context.run_id, only_blocking=True
+        spark, lake, metrics, snapshot, span, context.run_id, only_blocking=True
     )
     _raise_unless_usable(snapshot, list(results))
-    _mark_guarded(context, snapshot, hours)
+    _mark_guarded(context, snapshot, span)
 
 
-def silver_hours_to_guard(
+def silver_span_to_guard(
     context: AssetExecutionContext, snapshot: DeltaTable
 ) -> tuple[datetime, datetime] | None:
-    """The hours of silver this step must check before it writes (those the run's steps read);
-    None when this run has already checked or guarded this silver version."""
+    """The span of silver this step must check before it writes (what the run's steps compute
+    from); None when this run has already checked or guarded this silver version."""
     if (context.run_id, snapshot.version()) in _guarded_runs or _silver_checked_in_run(context):
         return None
-    return tuple(hours_silver_is_read(context.run.tags) or context.partition_time_window)
+    return tuple(silver_span_read(context.run.tags) or context.partition_time_window)
 
 
 def require_silver_columns(snapshot: DeltaTable) -> None:

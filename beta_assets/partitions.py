@@ -53,6 +53,17 @@ def floor_hour(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
+def ceil_hour(moment: datetime) -> datetime:
+    start = floor_hour(moment)
+    return start if start == moment else start + PARTITION_SPAN
+
+
+def floor_bucket(moment: datetime) -> datetime:
+    """The start of the 5-minute bucket (of joined_returns, on the windows' grid) of `moment`."""
+    hour = floor_hour(moment)
+    return hour + (moment - hour) // SLIDE * SLIDE
+
+
 def hours_between(start: datetime, end: datetime) -> Iterator[datetime]:
     """Hour starts in [start, end), with start and end on hour boundaries."""
     hour = floor_hour(start)

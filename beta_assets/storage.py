@@ -91,9 +91,7 @@ def read_silver(
     columns first, then keep the range.
     """
     schema = silver_schema(snapshot)
-    time_is_typed = pa.types.is_timestamp(schema.field(EVENT_TIME).type)
-    # Text event times have statistics that do not order like time: every file is read.
-    files = lake.files_overlapping(snapshot, EVENT_TIME if time_is_typed else None, start, end)
+    files = silver_files(lake, snapshot, start, end)
     if not files.uris:
         frame = spark.createDataFrame([], from_arrow_schema(schema))
     elif lake.is_local and reads_local_files(spark) and _plain_files(snapshot, schema):
@@ -105,6 +103,15 @@ def read_silver(
         layout = table_layout(snapshot, spark_compatible(schema))
         frame = read_in_tasks(spark, layout, planned, _options_for_tasks(spark, lake))
     return SilverRead(frame, snapshot.version(), files)
+
+
+def silver_files(
+    lake: DeltaLake, snapshot: DeltaTable, start: datetime, end: datetime
+) -> FileSelection:
+    """silver's files whose event-time statistics meet [start, end)."""
+    time_is_typed = pa.types.is_timestamp(silver_schema(snapshot).field(EVENT_TIME).type)
+    # Text event times have statistics that do not order like time: every file may hold any.
+    return lake.files_overlapping(snapshot, EVENT_TIME if time_is_typed else None, start, end)
 
 
 def files_for_local_tasks(

@@ -1,6 +1,6 @@
 """Every check passes on good data and fails, readably, on a crafted bad table."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -192,6 +192,32 @@ def test_silver_counts_are_kept_for_the_run_that_counted_last():
     checks.record_silver_counts("next-run", _Snapshot(4), hours, counts)
     assert checks.counted_valid_ticker_ticks("next-run", 4, *hours) == 7
     assert checks.counted_valid_ticker_ticks("first-run", 3, *hours) is None
+
+
+def test_counts_per_hour_give_a_span_only_where_they_sum_to_it_exactly():
+    # Counted over 15:05 ... 17:45: hour 15 holds the ticks from 15:05, hour 17 up to 17:45.
+    counted = (datasets.at(15, 5), datasets.at(17, 45))
+    counts = pd.DataFrame(
+        {
+            "hour": [pd.Timestamp(datasets.at(h)) for h in (15, 16, 17, 16)],
+            checks.QUARANTINE_REASON: [None, None, None, "bad_price"],
+            "is_market": [False, False, False, False],
+            "count": [11, 60, 45, 2],
+        }
+    )
+    checks.record_silver_counts("run", _Snapshot(5), counted, counts)
+
+    def valid(start: datetime, end: datetime) -> int | None:
+        return checks.counted_valid_ticker_ticks("run", 5, start, end)
+
+    assert valid(*counted) == 11 + 60 + 45
+    assert valid(datasets.at(16), datasets.at(17)) == 60
+    assert valid(datasets.at(15, 5), datasets.at(17)) == 11 + 60
+    assert valid(datasets.at(16), datasets.at(17, 45)) == 60 + 45
+    # Mid-hour ends other than the counted span's own: the hour's count holds more.
+    assert valid(datasets.at(15, 10), datasets.at(17)) is None
+    assert valid(datasets.at(16), datasets.at(17, 40)) is None
+    assert valid(datasets.at(15), datasets.at(17)) is None  # outside what was counted
 
 
 def test_buckets_that_miss_a_tick_fail_the_bucket_check(good_lake):

@@ -32,6 +32,7 @@ from beta_assets.assets.reporting import (
 from beta_assets.assets.retries import retry_transient_failures
 from beta_assets.assets.silver import (
     SILVER_READ_REACH,
+    changed_buckets_within,
     hours_to_recompute,
     silver_snapshot,
     silver_ticks,
@@ -46,7 +47,7 @@ from beta_assets.checks import (
     require_silver_columns,
     require_usable_counts,
     require_usable_silver,
-    silver_hours_to_guard,
+    silver_span_to_guard,
     spy_returns_results,
 )
 from beta_assets.config import BetaMetricsConfig
@@ -63,7 +64,13 @@ from beta_assets.metrics import (
     ticker_ticks,
     typed_ticks,
 )
-from beta_assets.partitions import BAND_REACH, same_hour_mapping
+from beta_assets.partitions import (
+    BAND_REACH,
+    ceil_hour,
+    floor_hour,
+    hour_label,
+    same_hour_mapping,
+)
 from beta_assets.quality_tasks import needs_spark_typing as quality_needs_spark_typing
 from beta_assets.quality_tasks import quality_groups_from_files
 from beta_assets.quarantine import (
@@ -85,6 +92,8 @@ from beta_assets.storage import (
     files_for_local_tasks,
     read_hours_arrow,
     read_silver,
+    recorded_versions,
+    silver_files,
     write_hours,
 )
 from resources.lake import DeltaLake
@@ -117,7 +126,7 @@ def spy_returns(
     snapshot = silver_snapshot(context, lake)
     # One read of silver gives both silver's blocking checks (when this run still needs them)
     # and the market's rows: the counts cover the hours the run reads, the rows spy's own.
-    guarded = silver_hours_to_guard(context, snapshot)
+    guarded = silver_span_to_guard(context, snapshot)
     if guarded is not None:
         require_silver_columns(snapshot)
     counted = covering(guarded, (start, end))
@@ -190,25 +199,28 @@ def joined_returns(
     market_rows = read_hours_arrow(
         lake, SPY_RETURNS_TABLE, MARKET_SCHEMA, start - BAND_REACH, end + BAND_REACH
     )
-    # One bar more before the hours: the first bar's return needs the price of the one before.
-    first_tick = start - settings.bar
     snapshot = silver_snapshot(context, lake)
+    # The hours are rewritten whole; their buckets the change cannot reach are kept.
+    low, high = buckets_to_compute(context, lake, snapshot, (start, end))
+    # One bar more before the buckets: the first bar's return needs the price of the one before.
+    first_tick = low - settings.bar
     require_usable_silver(context, spark, lake, metrics, snapshot)
-    silver = read_silver(session, lake, snapshot, first_tick, end)
+    silver = read_silver(session, lake, snapshot, first_tick, high)
     log_silver_read(context, silver)
     # Spark's plan of the ticker ticks, built only if a path needs it: about 0.3 s of calls to
     # the JVM on every run, which the file tasks never use.
-    tickers = cache(lambda: spark_ticker_ticks(silver.frame, settings, first_tick, end))
+    tickers = cache(lambda: spark_ticker_ticks(silver.frame, settings, first_tick, high))
     market = market_series(market_rows)
     with stage_progress(session, spark_job_label(context), context.log.info):
         rows, path = bucket_rows(
-            session, lake, snapshot, silver, tickers, market, settings, start, end
+            session, lake, snapshot, silver, tickers, market, settings, low, high
         )
-    context.log.info(f"joined_returns: buckets by {path}")
+    context.log.info(f"joined_returns: buckets of {low} ... {high} by {path}")
+    hours_rows = pa.concat_tables([unchanged_buckets(lake, (low, high)), rows])
     written = write_hours(
         lake,
         JOINED_RETURNS_TABLE,
-        rows,
+        hours_rows,
         BUCKET_START,
         start,
         end,
@@ -221,23 +233,27 @@ def joined_returns(
     context.log.info(
         f"{tick_counts['ticker_ticks']} ticks of {tick_counts['symbols']} symbols "
         f"({tick_counts['unpaired_ticks']} with no market tick within the band) paired with "
-        f"{len(market_rows)} market ticks into {written.rows} buckets, silver v{silver.version}; "
-        f"{duplicates} duplicate ticks counted once"
+        f"{len(market_rows)} market ticks into {rows.num_rows} buckets ({written.rows} written "
+        f"with those kept), silver v{silver.version}; {duplicates} duplicate ticks counted once"
     )
-    add_partition_metadata(context, rows, BUCKET_START, ticker_tick_counts, recomputed=(start, end))
+    add_partition_metadata(
+        context, hours_rows, BUCKET_START, ticker_tick_counts, recomputed=(start, end)
+    )
     return MaterializeResult(
         metadata={
             **run_metadata(written, silver.version, watch, lake.uri(JOINED_RETURNS_TABLE)),
             **read_metadata(silver),
             "market_ticks": len(market_rows),
             "bucket_path": path,
+            # The buckets computed from silver; those of the hours around them were kept.
+            "buckets_computed": f"{low.isoformat()} ... {high.isoformat()}",
             "duplicate_ticks": duplicates,
         },
         check_results=list(
             joined_returns_results(
                 written.table,
                 rows,
-                valid_ticker_ticks(context, tickers, silver.version, start, end),
+                valid_ticker_ticks(context, tickers, silver.version, low, high),
             )
         ),
     )
@@ -339,6 +355,52 @@ def recompute_window(context: AssetExecutionContext, reach: timedelta) -> tuple[
         start, _ = context.partition_time_window
         return start, start
     return window
+
+
+def buckets_to_compute(
+    context: AssetExecutionContext,
+    lake: DeltaLake,
+    snapshot: DeltaTable,
+    hours: tuple[datetime, datetime],
+) -> tuple[datetime, datetime]:
+    """The buckets of the hours to rewrite that the run's change reaches. Where the table holds
+    nothing of an edge hour yet, the rest of that hour is computed too, if silver's statistics
+    say it may hold ticks there: there are no rows to keep."""
+    if hours[0] == hours[1]:
+        return hours
+    reached = changed_buckets_within(
+        tuple(context.partition_time_window), context.run.tags, SILVER_READ_REACH
+    )
+    low, high = reached or hours
+    recorded = recorded_versions(lake, JOINED_RETURNS_TABLE, *hours)
+
+    def uncomputed(edge_hour: datetime, start: datetime, end: datetime) -> bool:
+        return (
+            start < end
+            and recorded.get(hour_label(edge_hour)) is None
+            and bool(silver_files(lake, snapshot, start, end).uris)
+        )
+
+    if uncomputed(low, floor_hour(low), low):
+        low = floor_hour(low)
+    if uncomputed(high, high, ceil_hour(high)):
+        high = ceil_hour(high)
+    return low, high
+
+
+def unchanged_buckets(lake: DeltaLake, computed: tuple[datetime, datetime]) -> pa.Table:
+    """joined_returns' rows of the hours around the buckets computed, outside them: rewritten
+    as they are (the hours are the unit of a write)."""
+    edges = [(floor_hour(computed[0]), computed[0]), (computed[1], ceil_hour(computed[1]))]
+    kept = [rows_between(lake, low, high) for low, high in edges if low < high]
+    return pa.concat_tables(kept) if kept else BUCKET_SCHEMA.empty_table()
+
+
+def rows_between(lake: DeltaLake, low: datetime, high: datetime) -> pa.Table:
+    """joined_returns' rows of the buckets in [low, high), within one hour."""
+    rows = read_hours_arrow(lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, floor_hour(low), high)
+    starts = rows.column(BUCKET_START)
+    return rows.filter(pc.and_(pc.greater_equal(starts, low), pc.less(starts, high)))
 
 
 def valid_ticker_ticks(

@@ -14,8 +14,8 @@ from dagster import (
 from deltalake import DeltaTable
 
 from beta_assets.assets.catalog import COLUMN_SCHEMA, GROUP, LAYER, OWNERS, SILVER_COLUMN_SCHEMA
-from beta_assets.partitions import floor_hour
-from beta_assets.settings import BAND, EVENT_TIME, PARTITION_SPAN, SILVER_TABLE
+from beta_assets.partitions import ceil_hour, floor_bucket, floor_hour
+from beta_assets.settings import BAND, EVENT_TIME, PARTITION_SPAN, SILVER_TABLE, SLIDE
 from resources.lake import DeltaLake
 
 # The silver version the sensor saw when it requested the run. Information only: a run reads
@@ -51,13 +51,26 @@ def changed_hours_within(
 ) -> tuple[datetime, datetime] | None:
     """The hours of [start, end) within `reach` of the changed span a run's tags name (all of
     them when the tags name none; None when none is that close)."""
+    buckets = changed_buckets_within(hours, tags, reach)
+    return (floor_hour(buckets[0]), ceil_hour(buckets[1])) if buckets else None
+
+
+def changed_buckets_within(
+    hours: tuple[datetime, datetime], tags: Mapping[str, str], reach: timedelta
+) -> tuple[datetime, datetime] | None:
+    """The 5-minute buckets of [start, end) holding ticks within `reach` of the changed span a
+    run's tags name, as [first bucket's start, last bucket's end) (all of [start, end) when
+    the tags name none; None when no bucket is that close).
+
+    Finer than the hours: a minute appended just after an hour's end reaches back one band,
+    into the last bucket of the hour before, not into all of it."""
     start, end = hours
     first = tags.get(CHANGED_FIRST_TAG)
     last = tags.get(CHANGED_LAST_TAG)
     if not first or not last:
         return start, end
-    low = max(start, floor_hour(datetime.fromisoformat(first) - reach))
-    high = min(end, floor_hour(datetime.fromisoformat(last) + reach) + PARTITION_SPAN)
+    low = max(start, floor_bucket(datetime.fromisoformat(first) - reach))
+    high = min(end, floor_bucket(datetime.fromisoformat(last) + reach) + SLIDE)
     return (low, high) if low < high else None
 
 
