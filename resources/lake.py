@@ -63,7 +63,7 @@ class DeltaLake(ConfigurableResource):
         "default): executors use their own environment (instance profile, AWS_* variables on "
         "the nodes), as on a real cluster.",
     )
-    _pins: dict[str, int] = PrivateAttr(default_factory=dict)
+    _pins: dict[str, DeltaTable] = PrivateAttr(default_factory=dict)
 
     @property
     def is_local(self) -> bool:
@@ -110,9 +110,11 @@ class DeltaLake(ConfigurableResource):
 
         Every step of a run then reads the same snapshot, even while a feed keeps appending.
         """
+        # The snapshot itself is kept: opening a table replays its log (tens of ms for a feed's
+        # hundreds of small commits), and every step of a run asks for it.
         if table not in self._pins:
-            self._pins[table] = self.require(table, version).version()
-        return self.require(table, self._pins[table])
+            self._pins[table] = self.require(table, version)
+        return self._pins[table]
 
     def files_overlapping(
         self, snapshot: DeltaTable, column: str | None, start: datetime, end: datetime

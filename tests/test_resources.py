@@ -47,3 +47,19 @@ def test_without_a_session_token_none_is_asked_for(monkeypatch):
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     lake = lake_from_environment({"TICKBETA_LAKE": "s3://bucket/prefix"})
     assert lake.storage.token is None
+
+
+def test_a_pinned_table_stays_at_the_version_a_run_first_saw(tmp_path):
+    from beta_assets.settings import SILVER_TABLE
+    from resources.lake import DeltaLake
+    from tests import datasets
+    from tests.pipeline import write_silver
+
+    lake = DeltaLake(root=str(tmp_path))
+    first = datasets.ticks([("T001", 50.0, 0.1, datasets.at(10))])
+    write_silver(lake, first)
+    seen = lake.pinned(SILVER_TABLE)
+    write_silver(lake, datasets.ticks([("T001", 51.0, 0.2, datasets.at(10, 1))]))
+    again = lake.pinned(SILVER_TABLE)
+    assert again.version() == seen.version() == lake.require(SILVER_TABLE).version() - 1
+    assert again.to_pyarrow_table().num_rows == first.num_rows
