@@ -3,6 +3,10 @@
 import os
 
 from beta_assets.resources import lake_from_environment, spark_from_environment
+from beta_assets.settings import SILVER_TABLE
+from resources.lake import DeltaLake
+from tests import datasets
+from tests.pipeline import write_silver
 
 
 def test_defaults_are_a_local_lake_and_local_spark():
@@ -50,11 +54,6 @@ def test_without_a_session_token_none_is_asked_for(monkeypatch):
 
 
 def test_a_pinned_table_stays_at_the_version_a_run_first_saw(tmp_path):
-    from beta_assets.settings import SILVER_TABLE
-    from resources.lake import DeltaLake
-    from tests import datasets
-    from tests.pipeline import write_silver
-
     lake = DeltaLake(root=str(tmp_path))
     first = datasets.ticks([("T001", 50.0, 0.1, datasets.at(10))])
     write_silver(lake, first)
