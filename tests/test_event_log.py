@@ -28,6 +28,7 @@ from dagster._core.events import (
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+from dagster._serdes import serialize_value
 
 from resources.event_log import EVENT_BATCH_SIZE, BatchedSqliteEventLogStorage
 from tests.commands import dagster_home
@@ -156,6 +157,45 @@ def test_a_batch_leaves_the_rows_of_one_by_one(tmp_path, batch_size_env):
     assert _stored_rows(batched, run_id) == expected
 
 
+def _planned_range(run_id: str, name: str) -> EventLogEntry:
+    subset = daily.subset_with_partition_keys(PARTITIONS)
+    planned = AssetMaterializationPlannedData(AssetKey(name), partitions_subset=subset)
+    return _entry(
+        run_id, DagsterEvent.build_asset_materialization_planned_event(JOB, name, planned)
+    )
+
+
+@pytest.mark.parametrize("in_a_batch", [True, False])
+def test_a_planned_range_leaves_the_rows_of_its_partitions_planned_one_by_one(
+    tmp_path, batch_size_env, in_a_batch
+):
+    run_id = str(uuid.uuid4())
+    events = _run_events(run_id)
+    dagsters = SqliteEventLogStorage(str(tmp_path / "dagster"))
+    for event in events:
+        dagsters.store_event(event)
+    batched = BatchedSqliteEventLogStorage(str(tmp_path / "batched"))
+    assert batched.supports_partition_subset_in_asset_materialization_planned_events
+    ranges = [_planned_range(run_id, name) for name in ("spy_returns", "gold_beta_metrics")]
+    if in_a_batch:
+        batched.store_event_batch([*ranges, events[-4]])
+    else:
+        for event in [*ranges, events[-4]]:
+            batched.store_event(event)
+    batched.store_event_batch(events[-3:])
+
+    assert _stored_rows(batched, run_id) == _stored_rows(dagsters, run_id)
+    # Each partition's stored event is the one Dagster plans for it alone, byte for byte.
+    stored, expected = (
+        [
+            serialize_value(record.event_log_entry)
+            for record in storage.get_records_for_run(run_id).records
+        ]
+        for storage in (batched, dagsters)
+    )
+    assert stored == expected
+
+
 def test_the_storage_asks_dagster_for_batches(tmp_path, batch_size_env):
     BatchedSqliteEventLogStorage(str(tmp_path))
     assert os.environ[BATCH_SIZE_ENV] == EVENT_BATCH_SIZE
@@ -233,10 +273,12 @@ def test_a_range_run_writes_its_events_in_batches(batched_instance):
     assert _range_run(instance, fail=False)
     planned = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     materialized = DagsterEventType.ASSET_MATERIALIZATION
-    assert [planned] * 8 in batches
+    assert [planned] * 2 in batches  # one per asset, naming the range's partitions
     assert batches.count([materialized] * 4) == 2
     for name in ("upstream", "downstream"):
         assert instance.get_materialized_partitions(AssetKey(name)) == set(PARTITIONS)
+        records = instance.get_event_records(EventRecordsFilter(planned, AssetKey(name)))
+        assert sorted(record.partition_key for record in records) == PARTITIONS
 
 
 def test_a_failed_range_run_marks_its_partitions_failed(batched_instance):
