@@ -138,13 +138,20 @@ def _stored_rows(storage: SqliteEventLogStorage, run_id: str) -> dict:
     }
 
 
-def test_a_batch_leaves_the_rows_of_one_by_one(tmp_path, batch_size_env):
+def _stored_one_by_one_and_batched_storage(
+    tmp_path: Path,
+) -> tuple[str, list[EventLogEntry], SqliteEventLogStorage, BatchedSqliteEventLogStorage]:
+    """A run's events stored one by one in Dagster's storage, and an empty batched storage."""
     run_id = str(uuid.uuid4())
     events = _run_events(run_id)
     dagsters = SqliteEventLogStorage(str(tmp_path / "dagster"))
     for event in events:
         dagsters.store_event(event)
-    batched = BatchedSqliteEventLogStorage(str(tmp_path / "batched"))
+    return run_id, events, dagsters, BatchedSqliteEventLogStorage(str(tmp_path / "batched"))
+
+
+def test_a_batch_leaves_the_rows_of_one_by_one(tmp_path, batch_size_env):
+    run_id, events, dagsters, batched = _stored_one_by_one_and_batched_storage(tmp_path)
     planned, materialized = events[:-3], events[-3:]
     batched.store_event_batch(planned)
     batched.store_event_batch(materialized)
@@ -169,12 +176,7 @@ def _planned_range(run_id: str, name: str) -> EventLogEntry:
 def test_a_planned_range_leaves_the_rows_of_its_partitions_planned_one_by_one(
     tmp_path, batch_size_env, in_a_batch
 ):
-    run_id = str(uuid.uuid4())
-    events = _run_events(run_id)
-    dagsters = SqliteEventLogStorage(str(tmp_path / "dagster"))
-    for event in events:
-        dagsters.store_event(event)
-    batched = BatchedSqliteEventLogStorage(str(tmp_path / "batched"))
+    run_id, events, dagsters, batched = _stored_one_by_one_and_batched_storage(tmp_path)
     assert batched.supports_partition_subset_in_asset_materialization_planned_events
     ranges = [_planned_range(run_id, name) for name in ("spy_returns", "gold_beta_metrics")]
     if in_a_batch:
