@@ -5,6 +5,7 @@ from datetime import timedelta
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from beta_assets.assets.silver import (
     CHANGED_FIRST_TAG,
@@ -12,7 +13,14 @@ from beta_assets.assets.silver import (
     changed_buckets_within,
     changed_hours_within,
 )
-from beta_assets.settings import BAND, GOLD_COLUMNS, GOLD_TABLE, JOINED_RETURNS_TABLE
+from beta_assets.settings import (
+    BAND,
+    CHANGE,
+    GOLD_COLUMNS,
+    GOLD_TABLE,
+    JOINED_RETURNS_TABLE,
+    PRICE,
+)
 from tests import datasets
 from tests.compare import assert_same_windows
 from tests.pipeline import read_table, run_all, run_range, write_silver
@@ -95,8 +103,20 @@ def test_an_incremental_run_recomputes_only_the_hours_the_change_reaches(lake_ro
     assert "2026-01-05-14:00" in gold_hours and "2026-01-05-18:00" in gold_hours
 
 
-def test_a_minute_across_an_hour_computes_only_the_buckets_it_reaches(lake_root, tmp_path):
+def _prices_as_text(ticks: pa.Table) -> pa.Table:
+    """Silver whose prices are text: Arrow does not type them as Spark does, so joined_returns
+    takes Spark's path (the file tasks serve typed columns only)."""
+    for column in (PRICE, CHANGE):
+        index = ticks.schema.get_field_index(column)
+        ticks = ticks.set_column(index, column, ticks.column(column).cast(pa.string()))
+    return ticks
+
+
+@pytest.mark.parametrize("prices", ["typed", "text"])
+def test_a_minute_across_an_hour_computes_only_the_buckets_it_reaches(lake_root, tmp_path, prices):
     ticks = datasets.simulated(symbols=2, interval=120.0, seed=34).sort_by("event_time")
+    if prices == "text":
+        ticks = _prices_as_text(ticks)
     times = ticks.column("event_time")
     before = ticks.filter(pc.less(times, datasets.at(16, 58)))
     minute = ticks.filter(
@@ -120,6 +140,8 @@ def test_a_minute_across_an_hour_computes_only_the_buckets_it_reaches(lake_root,
     last_bucket = reach_end.replace(minute=reach_end.minute // 5 * 5, second=0, microsecond=0)
     (joined,) = result.asset_materializations_for_node("joined_returns")[:1]
     computed = joined.metadata["buckets_computed"].value
+    path = joined.metadata["bucket_path"].value
+    assert path.startswith("spark" if prices == "text" else "file tasks")
     last_bucket_end = last_bucket + timedelta(minutes=5)
     assert computed == f"{datasets.at(15, 55).isoformat()} ... {last_bucket_end.isoformat()}"
     write_silver(lake_root, rest)
