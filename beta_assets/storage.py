@@ -91,7 +91,7 @@ def read_silver(
     columns first, then keep the range.
     """
     schema = silver_schema(snapshot)
-    files = silver_files(lake, snapshot, start, end)
+    files = _files_by_time(lake, snapshot, schema, start, end)
     if not files.uris:
         frame = spark.createDataFrame([], from_arrow_schema(schema))
     elif lake.is_local and reads_local_files(spark) and _plain_files(snapshot, schema):
@@ -109,7 +109,13 @@ def silver_files(
     lake: DeltaLake, snapshot: DeltaTable, start: datetime, end: datetime
 ) -> FileSelection:
     """silver's files whose event-time statistics meet [start, end)."""
-    time_is_typed = pa.types.is_timestamp(silver_schema(snapshot).field(EVENT_TIME).type)
+    return _files_by_time(lake, snapshot, silver_schema(snapshot), start, end)
+
+
+def _files_by_time(
+    lake: DeltaLake, snapshot: DeltaTable, schema: pa.Schema, start: datetime, end: datetime
+) -> FileSelection:
+    time_is_typed = pa.types.is_timestamp(schema.field(EVENT_TIME).type)
     # Text event times have statistics that do not order like time: every file may hold any.
     return lake.files_overlapping(snapshot, EVENT_TIME if time_is_typed else None, start, end)
 
@@ -225,12 +231,17 @@ def micros_to_utc(micros: int) -> datetime:
 def read_hours_arrow(
     lake: DeltaLake, table: str, schema: pa.Schema, start: datetime, end: datetime
 ) -> pa.Table:
+    return read_labelled_hours(lake, table, schema, hour_labels(start, end))
+
+
+def read_labelled_hours(
+    lake: DeltaLake, table: str, schema: pa.Schema, labels: list[str]
+) -> pa.Table:
+    """The rows of the hours `labels` (on-disk partition values) of a derived table."""
     snapshot = lake.open(table)
-    if snapshot is None:
+    if snapshot is None or not labels:
         return schema.empty_table()
-    rows = snapshot.to_pyarrow_table(
-        columns=schema.names, filters=[(PARTITION_HOUR, "in", hour_labels(start, end))]
-    )
+    rows = snapshot.to_pyarrow_table(columns=schema.names, filters=[(PARTITION_HOUR, "in", labels)])
     return rows.cast(schema)
 
 

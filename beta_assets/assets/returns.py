@@ -91,6 +91,7 @@ from beta_assets.storage import (
     SilverRead,
     files_for_local_tasks,
     read_hours_arrow,
+    read_labelled_hours,
     read_silver,
     recorded_versions,
     silver_files,
@@ -391,16 +392,12 @@ def buckets_to_compute(
 def unchanged_buckets(lake: DeltaLake, computed: tuple[datetime, datetime]) -> pa.Table:
     """joined_returns' rows of the hours around the buckets computed, outside them: rewritten
     as they are (the hours are the unit of a write)."""
-    edges = [(floor_hour(computed[0]), computed[0]), (computed[1], ceil_hour(computed[1]))]
-    kept = [rows_between(lake, low, high) for low, high in edges if low < high]
-    return pa.concat_tables(kept) if kept else BUCKET_SCHEMA.empty_table()
-
-
-def rows_between(lake: DeltaLake, low: datetime, high: datetime) -> pa.Table:
-    """joined_returns' rows of the buckets in [low, high), within one hour."""
-    rows = read_hours_arrow(lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, floor_hour(low), high)
+    low, high = computed
+    # The hours the span starts or ends inside of; one read of both (they may be one hour).
+    edge_hours = {hour_label(moment) for moment in computed if moment != floor_hour(moment)}
+    rows = read_labelled_hours(lake, JOINED_RETURNS_TABLE, BUCKET_SCHEMA, sorted(edge_hours))
     starts = rows.column(BUCKET_START)
-    return rows.filter(pc.and_(pc.greater_equal(starts, low), pc.less(starts, high)))
+    return rows.filter(pc.or_(pc.less(starts, low), pc.greater_equal(starts, high)))
 
 
 def valid_ticker_ticks(
