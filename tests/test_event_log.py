@@ -96,6 +96,24 @@ def _run_events(run_id: str) -> list[EventLogEntry]:
     return [_entry(run_id, event) for event in events]
 
 
+def _raw_rows(storage: SqliteEventLogStorage, run_id: str) -> dict:
+    """The event rows as SQLite holds them (timestamps as text), in the run's database and the
+    index, and the check rows but for the time of their insert."""
+    check_columns = "asset_key, check_name, partition, run_id, execution_status, "
+    check_columns += "evaluation_event, evaluation_event_timestamp, evaluation_event_storage_id"
+    queries = {
+        "run": "SELECT * FROM event_logs ORDER BY id",
+        "index": "SELECT * FROM event_logs ORDER BY id",
+        "checks": f"SELECT id, {check_columns} FROM asset_check_executions ORDER BY id",
+    }
+    rows = {}
+    for name, query in queries.items():
+        connect = storage.run_connection(run_id) if name == "run" else storage.index_connection()
+        with connect as conn:
+            rows[name] = [tuple(row) for row in conn.exec_driver_sql(query)]
+    return rows
+
+
 def _stored_rows(storage: SqliteEventLogStorage, run_id: str) -> dict:
     """Everything Dagster reads back from the run's and the index's databases for the run."""
     run_log = [
@@ -129,6 +147,7 @@ def _stored_rows(storage: SqliteEventLogStorage, run_id: str) -> dict:
         "materialized": {key: storage.get_materialized_partitions(key) for key in (spy, gold)},
         "attempted": {key: attempts(key) for key in (spy, gold)},
         "tags": storage.get_event_tags_for_asset(spy),
+        "rows": _raw_rows(storage, run_id),
         "checks": [  # without create_timestamp, the database's clock at the write
             (record.id, record.run_id, record.status, record.event, record.partition)
             for record in storage.get_asset_check_execution_history(
