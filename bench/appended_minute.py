@@ -2,22 +2,40 @@
 
     PYTHONPATH=. .venv/bin/python -m bench.appended_minute [--size 500x1s] [--minutes 3]
     PYTHONPATH=. .venv/bin/python -m bench.appended_minute --lake LAKE [--size 500x1s]
+    PYTHONPATH=. .venv/bin/python -m bench.appended_minute --instance shipped
 
 On a copy of the bench's feed-generated day (bench/results/lakes/SIZE, silver only; or of
 LAKE, the same day in another layout, such as bench.profile_steps' `_time10mb` copy), in one
 warm process as `bench/run_bench.py`'s "+1 min appended" note: one run over the whole day,
 then per minute: append one simulated minute after silver's last tick, evaluate the sensor,
 run what it requests. Prints one row per minute: the sensor's evaluation, each step's duration
-(Dagster's STEP_SUCCESS) and the seconds from the append to the run's end.
+(Dagster's STEP_SUCCESS), the seconds from the append to gold's commit (the new windows are in
+gold; the step then draws its plot and runs its checks) and to the run's end. The runs keep their
+events in memory (Dagster's ephemeral instance), or with `--instance shipped` on disk, in a new
+DAGSTER_HOME set up with deploy/dagster.yaml as the README says (`--instance dagster-default`:
+Dagster's own SQLite storage).
 """
 
 import argparse
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from bench.run_bench import DERIVED, RESULTS, SIZES, append_minute_and_run, lake_for, silver_hours
+from dagster import DagsterInstance
+
+from bench.run_bench import (
+    DERIVED,
+    INSTANCES,
+    RESULTS,
+    SIZES,
+    append_minute_and_run,
+    fresh_dagster_home,
+    lake_for,
+    silver_hours,
+)
 from beta_assets.partitions import partition_key
 from resources.lake import DeltaLake
 
@@ -31,15 +49,28 @@ def copy_of_silver(source_root: str) -> DeltaLake:
     return DeltaLake(root=str(copy))
 
 
-def one_minute(lake: DeltaLake, driver, size_name: str) -> list[float]:
-    """[sensor s, each step s, append -> run end s] for one appended minute."""
-    minute = append_minute_and_run(lake, driver, SIZES[size_name].spec())
+def one_minute(lake: DeltaLake, driver, size_name: str, instance=None) -> list[float]:
+    """[sensor s, each step s, append -> gold commit s, append -> run end s] for one minute."""
+    minute = append_minute_and_run(lake, driver, SIZES[size_name].spec(), instance)
     steps = dict.fromkeys(STEPS, 0.0)
     for run in minute.runs:
         for event in run.all_events:
             if event.event_type_value == "STEP_SUCCESS":
                 steps[event.step_key] += event.event_specific_data.duration_ms / 1000
-    return [minute.sensor_seconds, *steps.values(), minute.seconds]
+    return [minute.sensor_seconds, *steps.values(), minute.to_gold_commit, minute.seconds]
+
+
+@contextmanager
+def instance_for(name: str) -> Iterator[DagsterInstance | None]:
+    """The runs' instance: None (each run's own, in memory) or one on a new DAGSTER_HOME."""
+    if name == "memory":
+        yield None
+        return
+    with (
+        fresh_dagster_home(INSTANCES[name]) as home,
+        DagsterInstance.from_config(home) as instance,
+    ):
+        yield instance
 
 
 def main() -> int:
@@ -54,17 +85,30 @@ def main() -> int:
         help="a lake whose silver holds the size's day in another layout (e.g. bench.profile_steps"
         "' _time10mb or _appends1min copies); default: the bench's feed-generated day",
     )
+    parser.add_argument(
+        "--instance",
+        choices=["memory", *INSTANCES],
+        default="memory",
+        help="where the runs keep their events (default: Dagster's ephemeral instance)",
+    )
     args = parser.parse_args()
     lake = copy_of_silver(args.lake or lake_for(SIZES[args.size]).root)
-    start, end = silver_hours(lake)
-    run_range(lake.root, partition_key(start), partition_key(end - timedelta(hours=1)))
-    driver = SensorDriver(lake.root)
-    driver.evaluate()  # the cursor now stands at the loaded day
-    rows = [one_minute(lake, driver, args.size) for _ in range(args.minutes)]
+    with instance_for(args.instance) as instance:
+        start, end = silver_hours(lake)
+        first, last = partition_key(start), partition_key(end - timedelta(hours=1))
+        run_range(lake.root, first, last, instance=instance)
+        driver = SensorDriver(lake.root)
+        driver.evaluate()  # the cursor now stands at the loaded day
+        rows = [one_minute(lake, driver, args.size, instance) for _ in range(args.minutes)]
     shutil.rmtree(lake.root)
-    print(f"\nappended minute, {args.lake or args.size}, warm, seconds\n")
-    print("| minute | sensor | " + " | ".join(STEPS) + " | append -> run end |")
-    print("|---:|" + "---:|" * (len(STEPS) + 2))
+    where = f"{args.lake or args.size}, {args.instance} instance"
+    print(f"\nappended minute, {where}, warm, seconds\n")
+    print(
+        "| minute | sensor | "
+        + " | ".join(STEPS)
+        + " | append -> gold commit | append -> run end |"
+    )
+    print("|---:|" + "---:|" * (len(STEPS) + 3))
     for number, row in enumerate(rows, 1):
         print(f"| {number} | " + " | ".join(f"{value:.2f}" for value in row) + " |")
     return 0
