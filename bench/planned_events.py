@@ -36,9 +36,9 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from beta_assets.checks import GOLD_CHECKS, JOINED_CHECKS, SPY_CHECKS  # noqa: E402
 from beta_assets.partitions import hourly_partitions, partition_key  # noqa: E402
 from resources.event_log import BatchedSqliteEventLogStorage  # noqa: E402
+from tests.event_entries import JOB, log_entry  # noqa: E402
 
 ASSETS = ("spy_returns", "joined_returns", "gold_beta_metrics")
-JOB = "__ASSET_JOB"
 
 
 def planned_events(run_id: str, partitions: int, per_partition: bool) -> list[EventLogEntry]:
@@ -72,19 +72,7 @@ def planned_events(run_id: str, partitions: int, per_partition: bool) -> list[Ev
                 event_specific_data=planned,
             )
         )
-    return [_entry(run_id, event) for event in events]
-
-
-def _entry(run_id: str, event: DagsterEvent) -> EventLogEntry:
-    return EventLogEntry(
-        error_info=None,
-        level="debug",
-        user_message="",
-        run_id=run_id,
-        timestamp=time.time(),
-        dagster_event=event,
-        job_name=JOB,
-    )
+    return [log_entry(run_id, event, time.time()) for event in events]
 
 
 def seconds_to_store(storage_class: type[SqliteEventLogStorage], partitions: int) -> float:

@@ -32,10 +32,10 @@ from dagster._serdes import serialize_value
 
 from resources.event_log import EVENT_BATCH_SIZE, BatchedSqliteEventLogStorage
 from tests.commands import dagster_home
+from tests.event_entries import JOB, log_entry
 
 BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 PARTITIONS = [f"2026-01-0{day}" for day in range(5, 9)]
-JOB = "__ASSET_JOB"
 daily = DailyPartitionsDefinition(start_date="2026-01-05")
 
 
@@ -47,15 +47,7 @@ def batch_size_env(monkeypatch):
 
 
 def _entry(run_id: str, event: DagsterEvent) -> EventLogEntry:
-    return EventLogEntry(
-        error_info=None,
-        level="debug",
-        user_message="",
-        run_id=run_id,
-        timestamp=1767600000.0,
-        dagster_event=event,
-        job_name=JOB,
-    )
+    return log_entry(run_id, event, timestamp=1767600000.0)
 
 
 def _run_events(run_id: str) -> list[EventLogEntry]:
