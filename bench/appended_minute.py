@@ -17,6 +17,7 @@ Dagster's own SQLite storage).
 """
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -66,11 +67,18 @@ def instance_for(name: str) -> Iterator[DagsterInstance | None]:
     if name == "memory":
         yield None
         return
-    with (
-        fresh_dagster_home(INSTANCES[name]) as home,
-        DagsterInstance.from_config(home) as instance,
-    ):
-        yield instance
+    with fresh_dagster_home(INSTANCES[name]) as home:
+        # The shipped storage keeps its runs under $DAGSTER_HOME, as a user's instance does.
+        previous = os.environ.get("DAGSTER_HOME")
+        os.environ["DAGSTER_HOME"] = home
+        try:
+            with DagsterInstance.from_config(home) as instance:
+                yield instance
+        finally:
+            if previous is None:
+                os.environ.pop("DAGSTER_HOME")
+            else:
+                os.environ["DAGSTER_HOME"] = previous
 
 
 def main() -> int:
