@@ -140,8 +140,8 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 if batch.rows[position]["dagster_event_type"] in _ASSET_TYPES
             }
             if asset_ids:
-                # Only these carry tags (Dagster's `_tags_for_asset_event`): a long range's
-                # planned rows are not built into events for none.
+                # Only these carry tags (Dagster's `_tags_for_asset_event`); planned events have
+                # none, so a long range's partitions need not be built into events here.
                 tagged = [p for p in asset_ids if batch.rows[p]["dagster_event_type"] in _TAGGED]
                 self._store_asset_event_tags(
                     conn, [batch.event(p) for p in tagged], [asset_ids[p] for p in tagged]
