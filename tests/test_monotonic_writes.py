@@ -5,7 +5,7 @@ version than the one the hour records, and a re-executed old run leaves gold equ
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
+from dagster import DagsterInstance, ReexecutionOptions, execute_job
 from deltalake import DeltaTable
 
 from beta_assets.band import BUCKET_START
@@ -30,7 +30,7 @@ from beta_assets.settings import (
 from beta_assets.storage import hour_app_id, write_hours
 from resources.lake import DeltaLake
 from tests import datasets
-from tests.job_from_environment import beta_pipeline_from_environment
+from tests.job_from_environment import reconstructable_pipeline
 from tests.pipeline import (
     covering_keys,
     materialized_metadata,
@@ -84,7 +84,7 @@ def test_re_executing_an_old_sensor_run_leaves_gold_equal_to_silver(spark, tmp_p
     write_silver(lake_root, day.filter(pc.less(hour, 17)))
     (tmp_path / "dagster_home").mkdir()
     instance = DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
-    job = reconstructable(beta_pipeline_from_environment)
+    job = reconstructable_pipeline(lake_root)
     sensor = SensorDriver(lake_root)
 
     (first_request,) = sensor.evaluate().run_requests

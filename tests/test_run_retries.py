@@ -5,7 +5,7 @@ later runs that covered only later changes."""
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
+from dagster import DagsterInstance, ReexecutionOptions, execute_job
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._daemon.auto_run_reexecution.auto_run_reexecution import DEFAULT_REEXECUTION_POLICY
 
@@ -22,7 +22,7 @@ from beta_assets.settings import (
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.commands import dagster_home, open_instance
-from tests.job_from_environment import beta_pipeline_from_environment
+from tests.job_from_environment import reconstructable_pipeline
 from tests.pipeline import covering_keys, run_range, sorted_rows, write_silver
 from tests.sensing import SensorDriver
 
@@ -75,7 +75,7 @@ def test_a_failed_sensor_run_re_executed_from_its_failure_leaves_gold_equal_to_s
     assert late.num_rows > 0
     (tmp_path / "runs").mkdir()
     instance = DagsterInstance.local_temp(str(tmp_path / "runs"))
-    job = reconstructable(beta_pipeline_from_environment)
+    job = reconstructable_pipeline(lake_root)
     sensor = SensorDriver(lake_root)
 
     def run_requested_by_sensor():
