@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 from dagster import DagsterInstance
 
@@ -67,18 +68,13 @@ def instance_for(name: str) -> Iterator[DagsterInstance | None]:
     if name == "memory":
         yield None
         return
-    with fresh_dagster_home(INSTANCES[name]) as home:
-        # The shipped storage keeps its runs under $DAGSTER_HOME, as a user's instance does.
-        previous = os.environ.get("DAGSTER_HOME")
-        os.environ["DAGSTER_HOME"] = home
-        try:
-            with DagsterInstance.from_config(home) as instance:
-                yield instance
-        finally:
-            if previous is None:
-                os.environ.pop("DAGSTER_HOME")
-            else:
-                os.environ["DAGSTER_HOME"] = previous
+    # The shipped storage keeps its runs under $DAGSTER_HOME, as a user's instance does.
+    with (
+        fresh_dagster_home(INSTANCES[name]) as home,
+        patch.dict(os.environ, {"DAGSTER_HOME": home}),
+        DagsterInstance.from_config(home) as instance,
+    ):
+        yield instance
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ import sqlalchemy as db
 import sqlalchemy.exc as db_exc
 from dagster import DagsterInvariantViolationError, Field, StringSource
 from dagster._config.config_schema import UserConfigSchema
+from dagster._core.definitions.partitions.subset import PartitionsSubset
 from dagster._core.events import (
     ASSET_CHECK_EVENTS,
     ASSET_EVENTS,
@@ -104,7 +105,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         return True
 
     def store_event(self, event: EventLogEntry) -> None:
-        if _planned_partitions(event) is None:
+        if _planned_subset(event) is None:
             super().store_event(event)
         else:
             self.store_event_batch([event])
@@ -232,12 +233,17 @@ class _ExpandedBatch:
 _KEY_PLACEHOLDER = "\x00tickbeta-partition-key\x00"
 
 
-def _planned_partitions(event: EventLogEntry) -> list[str] | None:
-    """The partition keys of a planned event that names a subset of partitions; else None."""
+def _planned_subset(event: EventLogEntry) -> PartitionsSubset | None:
+    """The partitions subset a planned event names, if it names one; else None."""
     dagster_event = event.dagster_event
     if dagster_event is None or dagster_event.event_type != PLANNED:
         return None
-    subset = dagster_event.asset_materialization_planned_data.partitions_subset
+    return dagster_event.asset_materialization_planned_data.partitions_subset
+
+
+def _planned_partitions(event: EventLogEntry) -> list[str] | None:
+    """The partition keys of a planned event that names a subset of partitions; else None."""
+    subset = _planned_subset(event)
     return list(subset.get_partition_keys()) if subset is not None else None
 
 

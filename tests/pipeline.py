@@ -25,6 +25,7 @@ from beta_assets.settings import (
     JOINED_RETURNS_TABLE,
     MARKET_EVENT_TIME,
     SILVER_TABLE,
+    SILVER_VERSION,
     SPY_RETURNS_TABLE,
     SYMBOL,
 )
@@ -124,6 +125,27 @@ def read_table(lake: str | DeltaLake, table: str) -> pd.DataFrame:
 def sorted_rows(lake: str | DeltaLake, table: str) -> pa.Table:
     rows = as_lake(lake).require(table).to_pyarrow_table()
     return rows.sort_by([(key, "ascending") for key in TABLE_KEYS[table]])
+
+
+def recomputed_from_scratch(lake_root: str, fresh_root: str) -> None:
+    """The pipeline run over a copy of `lake_root`'s latest silver in a new lake, every hour."""
+    silver = as_lake(lake_root).require(SILVER_TABLE).to_pyarrow_table()
+    write_silver(fresh_root, silver)
+    run_range(fresh_root, *covering_keys(silver))
+
+
+def differences(lake_root: str, fresh_root: str, table: str) -> str | None:
+    """How `table` differs between two lakes, lineage (silver versions) aside and floats to the
+    contract's 1e-9 (reference shifts depend on each run's range); None if it does not."""
+    ours, fresh = (
+        sorted_rows(root, table).drop_columns([SILVER_VERSION]).to_pandas()
+        for root in (lake_root, fresh_root)
+    )
+    try:
+        pd.testing.assert_frame_equal(ours, fresh, check_exact=False, rtol=1e-9)
+    except AssertionError as difference:
+        return str(difference)
+    return None
 
 
 def materialize_from_cli(

@@ -2,7 +2,6 @@
 failure with its tags, and that re-execution brings gold back to what silver says, even after
 later runs that covered only later changes."""
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import DagsterInstance, ReexecutionOptions, execute_job
@@ -13,17 +12,13 @@ from beta_assets.assets import returns
 from beta_assets.settings import (
     EVENT_TIME,
     GOLD_TABLE,
-    LAKE_ENV,
-    SILVER_TABLE,
-    SILVER_VERSION,
     SPY_RETURNS_TABLE,
     SYMBOL,
 )
-from resources.lake import DeltaLake
 from tests import datasets
 from tests.commands import dagster_home, open_instance
 from tests.job_from_environment import reconstructable_pipeline
-from tests.pipeline import covering_keys, run_range, sorted_rows, write_silver
+from tests.pipeline import differences, recomputed_from_scratch, write_silver
 from tests.sensing import SensorDriver
 
 
@@ -49,19 +44,6 @@ def _split(day: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
     return day.filter(base), day.filter(late), day.filter(tail)
 
 
-def _differences(lake_root: str, fresh_root: str, table: str) -> str | None:
-    """How `table` differs from the fresh computation's (lineage aside, floats to 1e-9)."""
-    ours, fresh = (
-        sorted_rows(root, table).drop_columns([SILVER_VERSION]).to_pandas()
-        for root in (lake_root, fresh_root)
-    )
-    try:
-        pd.testing.assert_frame_equal(ours, fresh, check_exact=False, rtol=1e-9)
-    except AssertionError as difference:
-        return str(difference)
-    return None
-
-
 def test_a_failed_sensor_run_re_executed_from_its_failure_leaves_gold_equal_to_silver(
     spark, tmp_path, monkeypatch
 ):
@@ -70,7 +52,6 @@ def test_a_failed_sensor_run_re_executed_from_its_failure_leaves_gold_equal_to_s
     re-executed from its failure, as the instance's run retries do, makes it equal to a fresh
     computation over silver."""
     lake_root = str(tmp_path / "lake")
-    monkeypatch.setenv(LAKE_ENV, lake_root)
     base, late, tail = _split(datasets.simulated(symbols=2, interval=120.0, seed=8))
     assert late.num_rows > 0
     (tmp_path / "runs").mkdir()
@@ -97,10 +78,8 @@ def test_a_failed_sensor_run_re_executed_from_its_failure_leaves_gold_equal_to_s
     assert run_requested_by_sensor().success
 
     fresh_root = str(tmp_path / "fresh")
-    silver = DeltaLake(root=lake_root).require(SILVER_TABLE).to_pyarrow_table()
-    write_silver(fresh_root, silver)
-    run_range(fresh_root, *covering_keys(silver))
-    assert _differences(lake_root, fresh_root, GOLD_TABLE) is not None  # the late ticks' windows
+    recomputed_from_scratch(lake_root, fresh_root)
+    assert differences(lake_root, fresh_root, GOLD_TABLE) is not None  # the late ticks' windows
 
     retried = execute_job(
         job,
@@ -110,5 +89,5 @@ def test_a_failed_sensor_run_re_executed_from_its_failure_leaves_gold_equal_to_s
     )
 
     assert retried.success
-    assert _differences(lake_root, fresh_root, SPY_RETURNS_TABLE) is None
-    assert _differences(lake_root, fresh_root, GOLD_TABLE) is None
+    assert differences(lake_root, fresh_root, SPY_RETURNS_TABLE) is None
+    assert differences(lake_root, fresh_root, GOLD_TABLE) is None
