@@ -32,6 +32,7 @@ from beta_assets.watermarks import HighWaterMarks, newest_event_time
 from resources.delta_files import (
     DataFile,
     TableLayout,
+    app_transaction_versions,
     data_files,
     needs_delta_aware_read,
     read_data_file,
@@ -284,10 +285,11 @@ def recorded_versions(
 ) -> dict[str, int | None]:
     """Per hour of [start, end): the silver version its rows were computed from, if any."""
     snapshot = lake.open(table)
-    return {
-        hour: snapshot.transaction_version(hour_app_id(table, hour)) if snapshot else None
-        for hour in hour_labels(start, end)
-    }
+    hours = hour_labels(start, end)
+    if snapshot is None:
+        return dict.fromkeys(hours)
+    versions = app_transaction_versions(snapshot, [hour_app_id(table, hour) for hour in hours])
+    return {hour: versions[hour_app_id(table, hour)] for hour in hours}
 
 
 def writable_hours(

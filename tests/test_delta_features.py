@@ -13,13 +13,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 from resources.delta_files import (
     DataFile,
     DeletionVector,
     DeletionVectorError,
     TableLayout,
+    app_transaction_versions,
     data_files,
     dv_file_uri,
     needs_delta_aware_read,
@@ -37,6 +38,7 @@ from tests.servers import S3Server, moto_s3_server, s3_client, s3_environment
 ORDER = [("event_time", "ascending"), ("s", "ascending")]
 BUCKET = "tickbeta-delta-files"
 DV_FEATURE = {"delta.enableDeletionVectors": "true"}
+TRANSACTION_RETENTION = "delta.setTransactionRetentionDuration"
 
 
 def read_all(uri: str, columns: pa.Schema = SILVER_SCHEMA, predicate: str | None = None):
@@ -285,6 +287,65 @@ def test_multi_part_checkpoint_and_an_incomplete_one_after_it(tmp_path, ticks):
     assert len(files) == 3 and all(f.deletion_vector for f in files)
     assert_same_rows(read_all(path), built.rows)
     assert_same_rows(read_all(path), delta_rs_scan(path))
+
+
+# --- app transactions (the silver version each hour of a derived table was computed from)
+
+APPS = ["a", "b", "c", "never-written"]
+
+
+def write_with_transactions(path: str, ticks: pa.Table, versions: dict[str, int]) -> None:
+    transactions = [Transaction(app, version) for app, version in versions.items()]
+    write_deltalake(
+        path,
+        ticks.slice(0, 10),
+        mode="append",
+        commit_properties=CommitProperties(app_transactions=transactions),
+    )
+
+
+def delta_rs_versions(path: str) -> dict[str, int | None]:
+    snapshot = DeltaTable(path)
+    return {app: snapshot.transaction_version(app) for app in APPS}
+
+
+@pytest.mark.parametrize("checkpoint", ["none", "classic", "multi-part"])
+def test_app_transactions_replayed_once_equal_delta_rs_lookups(tmp_path, ticks, checkpoint):
+    path = str(tmp_path / "t")
+    write_with_transactions(path, ticks, {"a": 1, "b": 2})
+    write_with_transactions(path, ticks, {"a": 3})
+    if checkpoint == "classic":
+        DeltaTable(path).create_checkpoint()
+    elif checkpoint == "multi-part":
+        delta_tables.split_checkpoint(path, parts=2)
+    if checkpoint != "none":  # the checkpoint alone holds a=3 and b=2 now
+        delta_tables.drop_commits_before(path, DeltaTable(path).version())
+    write_with_transactions(path, ticks, {"b": 5, "c": 1})
+    write_with_transactions(path, ticks, {})
+    got = app_transaction_versions(DeltaTable(path), APPS)
+    assert got == {"a": 3, "b": 5, "c": 1, "never-written": None}
+    assert got == delta_rs_versions(path)
+    # An older snapshot answers as of its own version.
+    assert app_transaction_versions(DeltaTable(path, version=1), ["b", "c"]) == {"b": 2, "c": None}
+
+
+def test_app_transactions_of_a_table_that_expires_them_are_delta_rs_answers(tmp_path, ticks):
+    path = str(tmp_path / "t")
+    write_deltalake(
+        path, ticks.slice(0, 10), configuration={TRANSACTION_RETENTION: "interval 1 days"}
+    )
+    write_with_transactions(path, ticks, {"a": 7})
+    # A transaction last updated in 1970: expired, though the log still holds it.
+    delta_tables.commit_actions(
+        path,
+        [
+            {"txn": {"appId": "b", "version": 3, "lastUpdated": 1000}},
+            {"commitInfo": {"operation": "WRITE"}},
+        ],
+    )
+    got = app_transaction_versions(DeltaTable(path), APPS)
+    assert got == delta_rs_versions(path)
+    assert got["a"] == 7 and got["b"] is None
 
 
 def test_corrupt_deletion_vectors_fail_naming_table_and_file(tmp_path, ticks):
