@@ -250,7 +250,7 @@ def v2_checkpoint_table(path: str, data: pa.Table, files: int = 3) -> BuiltTable
 
 def write_v2_checkpoint(path: str, sidecars: int = 2) -> int:
     """Checkpoint the latest version as Databricks does: `n.checkpoint.<uuid>.json` holding
-    checkpointMetadata, protocol, metaData and sidecar actions, the add actions in
+    checkpointMetadata, protocol, metaData, txn and sidecar actions, the add actions in
     `_delta_log/_sidecars/*.parquet`; then drop the commits before n. Returns n."""
     table = DeltaTable(path)
     version = table.version()
@@ -259,10 +259,12 @@ def write_v2_checkpoint(path: str, sidecars: int = 2) -> int:
     classic = os.path.join(log, f"{version:020d}.checkpoint.parquet")
     adds = pq.read_table(classic, columns=["add"])
     adds = adds.filter(pc.invert(pc.is_null(adds.column("add"))))
+    transactions = [txn for txn in pq.read_table(classic).column("txn").to_pylist() if txn]
     os.remove(classic)
     os.makedirs(os.path.join(log, "_sidecars"), exist_ok=True)
     actions: list[dict] = [{"checkpointMetadata": {"version": version}}]
     actions += [{key: value} for key, value in _protocol_and_metadata(path).items()]
+    actions += [{"txn": {k: v for k, v in txn.items() if v is not None}} for txn in transactions]
     for part in np.array_split(np.arange(adds.num_rows), sidecars):
         name = f"{uuid.uuid4()}.parquet"
         sidecar = os.path.join(log, "_sidecars", name)

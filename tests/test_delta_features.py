@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.table import TableFeatures
 
 from resources.delta_files import (
     DataFile,
@@ -309,7 +310,7 @@ def delta_rs_versions(path: str) -> dict[str, int | None]:
     return {app: snapshot.transaction_version(app) for app in APPS}
 
 
-@pytest.mark.parametrize("checkpoint", ["none", "classic", "multi-part"])
+@pytest.mark.parametrize("checkpoint", ["none", "classic", "multi-part", "v2"])
 def test_app_transactions_replayed_once_equal_delta_rs_lookups(tmp_path, ticks, checkpoint):
     path = str(tmp_path / "t")
     write_with_transactions(path, ticks, {"a": 1, "b": 2})
@@ -318,15 +319,22 @@ def test_app_transactions_replayed_once_equal_delta_rs_lookups(tmp_path, ticks, 
         DeltaTable(path).create_checkpoint()
     elif checkpoint == "multi-part":
         delta_tables.split_checkpoint(path, parts=2)
+    elif checkpoint == "v2":  # the transactions in its top-level file, the adds in sidecars
+        DeltaTable(path).alter.add_feature(
+            [TableFeatures.V2Checkpoint], allow_protocol_versions_increase=True
+        )
+        delta_tables.write_v2_checkpoint(path)
+    before_later_writes = DeltaTable(path).version()
     if checkpoint != "none":  # the checkpoint alone holds a=3 and b=2 now
-        delta_tables.drop_commits_before(path, DeltaTable(path).version())
+        delta_tables.drop_commits_before(path, before_later_writes)
     write_with_transactions(path, ticks, {"b": 5, "c": 1})
     write_with_transactions(path, ticks, {})
     got = app_transaction_versions(DeltaTable(path), APPS)
     assert got == {"a": 3, "b": 5, "c": 1, "never-written": None}
     assert got == delta_rs_versions(path)
     # An older snapshot answers as of its own version.
-    assert app_transaction_versions(DeltaTable(path, version=1), ["b", "c"]) == {"b": 2, "c": None}
+    older = DeltaTable(path, version=before_later_writes)
+    assert app_transaction_versions(older, ["b", "c"]) == {"b": 2, "c": None}
 
 
 def test_app_transactions_of_a_table_that_expires_them_are_delta_rs_answers(tmp_path, ticks):
