@@ -30,6 +30,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from deltalake import DeltaTable
 from pandera.errors import SchemaErrors
 
+from beta_assets.assets.reporting import markdown_table
 from beta_assets.assets.silver import (
     SILVER_READ_REACH,
     changed_buckets_within,
@@ -252,7 +253,7 @@ def contract_result(
 
 def _markdown(frame: pd.DataFrame) -> MetadataValue:
     shown = frame.head(FAILURE_ROWS_SHOWN).astype(str)
-    return MetadataValue.md(shown.to_markdown(index=False))
+    return MetadataValue.md(markdown_table(pa.Table.from_pandas(shown, preserve_index=False)))
 
 
 def as_pandas(rows: pa.Table) -> pd.DataFrame:
