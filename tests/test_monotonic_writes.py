@@ -9,7 +9,7 @@ from deltalake import DeltaTable
 
 from beta_assets.band import BUCKET_START
 from beta_assets.metrics import QUARANTINE_REASON, RAW_PREFIX
-from beta_assets.partitions import hour_of_key
+from beta_assets.partitions import hour_labels, hour_of_key
 from beta_assets.quarantine import quarantine_rows, write_quarantine
 from beta_assets.settings import (
     EVENT_TIME,
@@ -25,7 +25,7 @@ from beta_assets.settings import (
     SILVER_VERSION,
     SPY_RETURNS_TABLE,
 )
-from beta_assets.storage import hour_app_id, write_hours
+from beta_assets.storage import hour_app_id, recorded_versions, write_hours
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.job_from_environment import reconstructable_pipeline
@@ -71,6 +71,30 @@ def test_an_hour_from_a_newer_silver_version_is_kept(lake_root):
     table = lake.require(SPY_RETURNS_TABLE)
     assert table.transaction_version(hour_app_id(SPY_RETURNS_TABLE, "2026-01-05T14")) == 5
     assert table.transaction_version(hour_app_id(SPY_RETURNS_TABLE, "2026-01-05T15")) == 3
+
+
+def test_recorded_versions_come_from_one_log_replay(lake_root, monkeypatch):
+    """Each hour's silver version, read once for the whole range: delta-rs replays the log on
+    every per-hour lookup, which made a re-run over N hours cost N replays per table."""
+    lake = DeltaLake(root=lake_root)
+    day = (datasets.at(12), datasets.at(18))
+    write_hours(lake, SPY_RETURNS_TABLE, market_rows([5], 1.0), MARKET_EVENT_TIME, *day, 2, {})
+    one_hour = (datasets.at(14), datasets.at(15))
+    write_hours(lake, SPY_RETURNS_TABLE, market_rows([5], 1.0), MARKET_EVENT_TIME, *one_hour, 4, {})
+    table = lake.require(SPY_RETURNS_TABLE)
+    expected = {
+        hour: table.transaction_version(hour_app_id(SPY_RETURNS_TABLE, hour))
+        for hour in hour_labels(datasets.at(11), datasets.at(19))
+    }
+
+    def per_hour_lookup(self, app_id):
+        raise AssertionError(f"a per-hour lookup of {app_id}")
+
+    monkeypatch.setattr(DeltaTable, "transaction_version", per_hour_lookup)
+    got = recorded_versions(lake, SPY_RETURNS_TABLE, datasets.at(11), datasets.at(19))
+    assert got == expected
+    assert got["2026-01-05T11"] is None and got["2026-01-05T18"] is None  # never written
+    assert got["2026-01-05T14"] == 4 and got["2026-01-05T17"] == 2
 
 
 def test_re_executing_an_old_sensor_run_leaves_gold_equal_to_silver(spark, tmp_path):
