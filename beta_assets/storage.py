@@ -285,11 +285,11 @@ def recorded_versions(
 ) -> dict[str, int | None]:
     """Per hour of [start, end): the silver version its rows were computed from, if any."""
     snapshot = lake.open(table)
-    hours = hour_labels(start, end)
+    apps = {hour: hour_app_id(table, hour) for hour in hour_labels(start, end)}
     if snapshot is None:
-        return dict.fromkeys(hours)
-    versions = app_transaction_versions(snapshot, [hour_app_id(table, hour) for hour in hours])
-    return {hour: versions[hour_app_id(table, hour)] for hour in hours}
+        return dict.fromkeys(apps)
+    versions = app_transaction_versions(snapshot, apps.values())
+    return {hour: versions[app] for hour, app in apps.items()}
 
 
 def writable_hours(
