@@ -78,7 +78,8 @@ _MAPPING_MODE = "delta.columnMapping.mode"
 _PHYSICAL_NAME = "delta.columnMapping.physicalName"
 _COLUMN_ID = "delta.columnMapping.id"
 _PARQUET_FIELD_ID = b"PARQUET:field_id"
-_TRANSACTION_RETENTION = "delta.setTransactionRetentionDuration"
+# A table property: app transactions older than this are expired (the Delta protocol).
+TRANSACTION_RETENTION = "delta.setTransactionRetentionDuration"
 # Reader features whose tables' data files are plain parquet, read by column name as they are.
 _PLAIN_FILE_READER_FEATURES = {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck", "variantType"}
 # Reader features this module resolves itself; any other one makes a read delta-aware.
@@ -298,7 +299,9 @@ def app_transaction_versions(snapshot: DeltaTable, app_ids: Iterable[str]) -> di
     A table that expires transactions (delta.setTransactionRetentionDuration) is asked one app
     id at a time, so that expiry stays delta-rs's to decide."""
     wanted = list(app_ids)
-    if _TRANSACTION_RETENTION in snapshot.metadata().configuration:
+    if not wanted:
+        return {}
+    if TRANSACTION_RETENTION in snapshot.metadata().configuration:
         return {app: snapshot.transaction_version(app) for app in wanted}
     segment = _log_segment(snapshot)
     latest: dict[str, int] = {}

@@ -257,9 +257,9 @@ def write_v2_checkpoint(path: str, sidecars: int = 2) -> int:
     table.create_checkpoint()  # delta-rs: a v2 checkpoint under the classic name, adds inline
     log = os.path.join(path, "_delta_log")
     classic = os.path.join(log, f"{version:020d}.checkpoint.parquet")
-    adds = pq.read_table(classic, columns=["add"])
-    adds = adds.filter(pc.invert(pc.is_null(adds.column("add"))))
-    transactions = [txn for txn in pq.read_table(classic).column("txn").to_pylist() if txn]
+    checkpoint = pq.read_table(classic, columns=["add", "txn"])
+    adds = checkpoint.select(["add"]).filter(pc.invert(pc.is_null(checkpoint.column("add"))))
+    transactions = [txn for txn in checkpoint.column("txn").to_pylist() if txn]
     os.remove(classic)
     os.makedirs(os.path.join(log, "_sidecars"), exist_ok=True)
     actions: list[dict] = [{"checkpointMetadata": {"version": version}}]

@@ -17,6 +17,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.table import TableFeatures
 
 from resources.delta_files import (
+    TRANSACTION_RETENTION,
     DataFile,
     DeletionVector,
     DeletionVectorError,
@@ -39,7 +40,6 @@ from tests.servers import S3Server, moto_s3_server, s3_client, s3_environment
 ORDER = [("event_time", "ascending"), ("s", "ascending")]
 BUCKET = "tickbeta-delta-files"
 DV_FEATURE = {"delta.enableDeletionVectors": "true"}
-TRANSACTION_RETENTION = "delta.setTransactionRetentionDuration"
 
 
 def read_all(uri: str, columns: pa.Schema = SILVER_SCHEMA, predicate: str | None = None):
