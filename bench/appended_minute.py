@@ -13,7 +13,8 @@ run what it requests. Prints one row per minute: the sensor's evaluation, each s
 gold; the step then draws its plot and runs its checks) and to the run's end. The runs keep their
 events in memory (Dagster's ephemeral instance), or with `--instance shipped` on disk, in a new
 DAGSTER_HOME set up with deploy/dagster.yaml as the README says (`--instance dagster-default`:
-Dagster's own SQLite storage).
+Dagster's own SQLite storage); on disk, the last column is what each minute's runs added to
+$DAGSTER_HOME/history.
 """
 
 import argparse
@@ -51,15 +52,28 @@ def copy_of_silver(source_root: str) -> DeltaLake:
     return DeltaLake(root=str(copy))
 
 
-def one_minute(lake: DeltaLake, driver, size_name: str, instance=None) -> list[float]:
-    """[sensor s, each step s, append -> gold commit s, append -> run end s] for one minute."""
+def one_minute(lake: DeltaLake, driver, size_name: str, instance=None) -> list[str]:
+    """The minute's cells: sensor s, each step s, append -> gold commit s, append -> run end s,
+    and the kB its runs added to the instance's history on disk ("-" in memory)."""
+    history_before = history_bytes(instance)
     minute = append_minute_and_run(lake, driver, SIZES[size_name].spec(), instance)
+    history_after = history_bytes(instance)
     steps = dict.fromkeys(STEPS, 0.0)
     for run in minute.runs:
         for event in run.all_events:
             if event.event_type_value == "STEP_SUCCESS":
                 steps[event.step_key] += event.event_specific_data.duration_ms / 1000
-    return [minute.sensor_seconds, *steps.values(), minute.to_gold_commit, minute.seconds]
+    seconds = [minute.sensor_seconds, *steps.values(), minute.to_gold_commit, minute.seconds]
+    added = "-" if instance is None else f"{(history_after - history_before) / 1000:,.0f}"
+    return [*(f"{value:.2f}" for value in seconds), added]
+
+
+def history_bytes(instance: DagsterInstance | None) -> int:
+    """The size of $DAGSTER_HOME/history (runs, event logs, schedules) of an instance on disk."""
+    if instance is None:
+        return 0
+    history = Path(os.environ["DAGSTER_HOME"], "history")
+    return sum(path.stat().st_size for path in history.rglob("*") if path.is_file())
 
 
 @contextmanager
@@ -110,11 +124,11 @@ def main() -> int:
     print(
         "| minute | sensor | "
         + " | ".join(STEPS)
-        + " | append -> gold commit | append -> run end |"
+        + " | append -> gold commit | append -> run end | history kB added |"
     )
-    print("|---:|" + "---:|" * (len(STEPS) + 3))
+    print("|---:|" + "---:|" * (len(STEPS) + 4))
     for number, row in enumerate(rows, 1):
-        print(f"| {number} | " + " | ".join(f"{value:.2f}" for value in row) + " |")
+        print(f"| {number} | " + " | ".join(row) + " |")
     return 0
 
 
