@@ -25,10 +25,11 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from beta_assets.band import UTC_MICROS, epoch_micros, epoch_us
 from beta_assets.file_tasks import (
-    PART_BYTES,
     FileRead,
     NotAscii,
+    batches_of_files,
     file_groups,
+    read_files,
     reason_codes,
     spark_symbol_codes,
 )
@@ -42,7 +43,7 @@ from beta_assets.settings import (
     SILVER_COLUMNS,
     SYMBOL,
 )
-from resources.delta_files import DataFile, read_data_file, table_filesystem
+from resources.delta_files import table_filesystem
 
 # A row's reason by its code (`file_tasks.reason_codes`).
 _REASON_TEXT = pa.array([None, *QUARANTINE_REASONS], pa.string())
@@ -100,31 +101,15 @@ def quality_groups_from_files(
         for batch in batches:
             for index in batch.column(0).to_pylist():
                 try:
-                    for batch_of_files in _batches_of_files(groups[index]):
-                        rows = [read_data_file(read.layout, f, filesystem) for f in batch_of_files]
-                        yield _quality_groups(pa.concat_tables(rows), scope)
+                    for batch_of_files in batches_of_files(groups[index]):
+                        rows = read_files(read.layout, batch_of_files, filesystem)
+                        yield _quality_groups(rows, scope)
                 except (NotAscii, _QuarantineNeeded):
                     yield _spark_typing_needed()
                     return
 
     tasks = spark.range(0, len(groups), 1, numPartitions=max(1, len(groups)))
     return tasks.mapInArrow(groups_of_files, from_arrow_schema(QUALITY_GROUPS_SCHEMA))
-
-
-def _batches_of_files(files: list[DataFile]) -> Iterator[list[DataFile]]:
-    """Consecutive files in batches of at least PART_BYTES (but the last): small files, which a
-    live feed's table holds by the hundred, are counted together and send back one batch;
-    large ones go alone, their arrays already large (see `file_tasks.PART_BYTES`)."""
-    batch: list[DataFile] = []
-    size = 0
-    for file in files:
-        batch.append(file)
-        size += file.size_bytes
-        if size >= PART_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
 
 
 def needs_spark_typing(grouped: pa.Table) -> bool:

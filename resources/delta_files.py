@@ -485,10 +485,15 @@ def _path_on(files: pa_fs.FileSystem, table_uri: str, uri: str) -> str:
 def read_data_file(layout: TableLayout, file: DataFile, filesystem: pa_fs.FileSystem) -> pa.Table:
     """The wanted logical columns of one data file, without the rows its deletion vector
     deletes; schema == layout.columns."""
+    # Decoded on the task's own thread: a Spark task runs on each core already, and pyarrow's
+    # threads cost a small file more than they save. Column chunks are fetched together
+    # (pre_buffer) where a read is a request to an object store, not where it is a local read.
+    local = isinstance(filesystem, pa_fs.LocalFileSystem)
     with filesystem.open_input_file(_path_on(filesystem, layout.table_uri, file.uri)) as source:
-        parquet = pq.ParquetFile(source, coerce_int96_timestamp_unit="us", pre_buffer=True)
+        parquet = pq.ParquetFile(source, coerce_int96_timestamp_unit="us", pre_buffer=not local)
         in_file = _file_column_names(layout, parquet.schema_arrow)
-        stored = parquet.read(columns=sorted({name for name in in_file.values() if name}))
+        columns = sorted({name for name in in_file.values() if name})
+        stored = parquet.read(columns=columns, use_threads=False)
         row_count = parquet.metadata.num_rows
     if file.deletion_vector is not None:
         deleted = _deleted_rows(layout.table_uri, file, file.deletion_vector, filesystem, row_count)

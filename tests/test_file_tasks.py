@@ -7,7 +7,9 @@ import pytest
 
 from beta_assets.assets import returns
 from beta_assets.assets.returns import FILE_TASKS_PATH, SPARK_PATH
+from beta_assets.file_tasks import PART_BYTES, batches_of_files
 from beta_assets.settings import EVENT_TIME, JOINED_RETURNS_TABLE, PRICE, SYMBOL
+from resources.delta_files import DataFile
 from tests import datasets
 from tests.pipeline import (
     covering_keys,
@@ -100,3 +102,11 @@ def test_silver_that_arrow_would_type_otherwise_takes_the_spark_path(lake_root, 
     symbols = set(buckets(lake_root).column(SYMBOL).to_pylist())
     assert len(symbols) == 2 and all(isinstance(name, str) for name in symbols)
     assert pc.sum(buckets(lake_root).column("paired_ticks")).as_py() > 0
+
+
+def test_small_files_are_read_in_batches_and_large_ones_alone():
+    megabyte = PART_BYTES // 3
+    sizes = [megabyte] * 4 + [10 * PART_BYTES, megabyte]
+    files = [DataFile(f"f{index}", size, {}, None) for index, size in enumerate(sizes)]
+    batches = [[file.uri for file in batch] for batch in batches_of_files(files)]
+    assert batches == [["f0", "f1", "f2"], ["f3", "f4"], ["f5"]]

@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beta_assets.assets.returns import FILE_TASKS_PATH, SPARK_TYPING_PATH
-from beta_assets.file_tasks import PART_BYTES
 from beta_assets.metrics import (
     QUALITY_KEYS,
     QUARANTINE_REASON,
@@ -19,7 +18,6 @@ from beta_assets.metrics import (
 )
 from beta_assets.quality_tasks import (
     QUALITY_GROUPS_SCHEMA,
-    _batches_of_files,
     needs_spark_typing,
     quality_groups_from_files,
 )
@@ -34,7 +32,6 @@ from beta_assets.settings import (
     SYMBOL,
 )
 from beta_assets.storage import files_for_local_tasks, read_silver
-from resources.delta_files import DataFile
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.pipeline import covering_keys, materialized_metadata, run_range, write_silver
@@ -108,11 +105,3 @@ def test_spy_returns_counts_by_file_tasks_on_clean_silver_by_spark_on_bad(lake_r
     write_silver(dirty_lake, dirty(clean))
     result = run_range(dirty_lake, *covering_keys(clean), max_bad_share=0.2)
     assert quality_path(result) == SPARK_TYPING_PATH
-
-
-def test_small_files_are_counted_in_batches_and_large_ones_alone():
-    megabyte = PART_BYTES // 3
-    sizes = [megabyte] * 4 + [10 * PART_BYTES, megabyte]
-    files = [DataFile(f"f{index}", size, {}, None) for index, size in enumerate(sizes)]
-    batches = [[file.uri for file in batch] for batch in _batches_of_files(files)]
-    assert batches == [["f0", "f1", "f2"], ["f3", "f4"], ["f5"]]
