@@ -3,12 +3,15 @@ as Dagster's SQLite storage writing them one by one, and runs through it keep Da
 of planned, materialized and failed partitions."""
 
 import os
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from dagster import (
     AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetKey,
     AssetMaterialization,
     DagsterEventType,
@@ -16,6 +19,7 @@ from dagster import (
     DagsterInvariantViolationError,
     DailyPartitionsDefinition,
     EventRecordsFilter,
+    MaterializeResult,
     asset,
     materialize,
 )
@@ -30,7 +34,11 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 from dagster._serdes import serialize_value
 
-from resources.event_log import EVENT_BATCH_SIZE, BatchedSqliteEventLogStorage
+from resources.event_log import (
+    EVENT_BATCH_SIZE,
+    PLANNED_ROWS_AT_START_ABOVE,
+    BatchedSqliteEventLogStorage,
+)
 from tests.commands import dagster_home
 from tests.event_entries import JOB, log_entry
 
@@ -176,7 +184,7 @@ def test_a_batch_leaves_the_rows_of_one_by_one(tmp_path, batch_size_env):
 
 
 def _planned_range(run_id: str, name: str) -> EventLogEntry:
-    subset = daily.subset_with_partition_keys(PARTITIONS)
+    subset = daily.subset_with_partition_keys(PARTITIONS).to_serializable_subset()
     planned = AssetMaterializationPlannedData(AssetKey(name), partitions_subset=subset)
     return _entry(
         run_id, DagsterEvent.build_asset_materialization_planned_event(JOB, name, planned)
@@ -207,6 +215,61 @@ def test_a_planned_range_leaves_the_rows_of_its_partitions_planned_one_by_one(
         for storage in (batched, dagsters)
     )
     assert stored == expected
+
+
+def _run_start(run_id: str) -> EventLogEntry:
+    return _entry(run_id, DagsterEvent(DagsterEventType.RUN_START.value, job_name=JOB))
+
+
+def test_a_long_planned_range_gets_its_partitions_rows_as_its_run_starts(
+    tmp_path, batch_size_env, monkeypatch
+):
+    # The rows written slower than the step's events come: those still follow them.
+    write = BatchedSqliteEventLogStorage._write_planned_rows
+    monkeypatch.setattr(
+        BatchedSqliteEventLogStorage,
+        "_write_planned_rows",
+        lambda *args: (time.sleep(0.5), write(*args)),
+    )
+    run_id, events, _, _ = _stored_one_by_one_and_batched_storage(tmp_path)
+    batched = BatchedSqliteEventLogStorage(
+        str(tmp_path / "at_start"), planned_rows_at_start_above=len(PARTITIONS) - 1
+    )
+    planned, check_planned, materialized = events[:-4], events[-4], events[-3:]
+    batched.store_event_batch([_planned_range(run_id, "spy_returns"), check_planned])
+    batched.store_event(_planned_range(run_id, "gold_beta_metrics"))
+    before_start = _stored_rows(batched, run_id)
+    batched.store_event(_run_start(run_id))
+    step_start = DagsterEvent(DagsterEventType.STEP_START.value, JOB, step_key="spy_returns")
+    batched.store_event(_entry(run_id, step_start))  # the step starts beside the rows' writing
+    at_step_start = _stored_rows(batched, run_id)
+    batched.store_event_batch(materialized)  # waits for the planned rows
+
+    for rows in (before_start, at_step_start):
+        assert rows["index"][DagsterEventType.ASSET_MATERIALIZATION_PLANNED] == []
+        assert rows["checks"] == []
+    # Dagster's storage, each partition planned as the run starts.
+    dagsters = SqliteEventLogStorage(str(tmp_path / "dagster_at_start"))
+    for event in [check_planned, _run_start(run_id), *planned, *materialized]:
+        dagsters.store_event(event)
+    stored, expected = _stored_rows(batched, run_id), _stored_rows(dagsters, run_id)
+    assert len(expected["index"][DagsterEventType.ASSET_MATERIALIZATION_PLANNED]) == 8
+    assert len(expected["checks"]) == len(PARTITIONS)
+    for rows in (stored, expected):  # the run's own log: its ranges as planned, one by one
+        del rows["run log"], rows["rows"]["run"]
+    assert stored == expected
+    kinds = [
+        record.event_log_entry.dagster_event_type
+        for record in batched.get_records_for_run(run_id).records
+    ]
+    assert kinds == [
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        DagsterEventType.RUN_START,
+        DagsterEventType.STEP_START,
+        *[DagsterEventType.ASSET_MATERIALIZATION] * 3,
+    ]
 
 
 def test_the_storage_asks_dagster_for_batches(tmp_path, batch_size_env):
@@ -269,9 +332,9 @@ def batched_instance(shipped_home, monkeypatch):
         yield instance, batches
 
 
-def _range_run(instance: DagsterInstance, fail: bool) -> bool:
+def _range_run(instance: DagsterInstance, fail: bool, assets=None) -> bool:
     return materialize(
-        _toy_assets(fail),
+        assets or _toy_assets(fail),
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": PARTITIONS[0],
@@ -302,3 +365,65 @@ def test_a_failed_range_run_marks_its_partitions_failed(batched_instance):
         assert status.deserialize_failed_partition_subsets(daily).get_partition_keys() == (
             PARTITIONS
         )
+
+
+def _checked_assets(fail: bool):
+    @asset(partitions_def=daily, check_specs=[AssetCheckSpec("holds", asset="upstream")])
+    def upstream() -> MaterializeResult:
+        if fail:
+            raise RuntimeError("planted failure")
+        return MaterializeResult(check_results=[AssetCheckResult(passed=True)])
+
+    @asset(partitions_def=daily, deps=[upstream])
+    def downstream() -> None:
+        pass
+
+    return [upstream, downstream]
+
+
+def _partition_marks(instance: DagsterInstance) -> dict:
+    """What the UI shows of the assets' partitions and the check's executions."""
+    marks = {}
+    for name in ("upstream", "downstream"):
+        key = AssetKey(name)
+        status = get_and_update_asset_status_cache_value(instance, key, daily)
+        planned = instance.get_event_records(
+            EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION_PLANNED, key)
+        )
+        marks[name] = (
+            sorted(instance.get_materialized_partitions(key)),
+            status.deserialize_failed_partition_subsets(daily).get_partition_keys(),
+            sorted(record.partition_key for record in planned),
+        )
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey("upstream"), "holds"), limit=20
+    )
+    marks["check"] = sorted((record.status.value, record.partition) for record in history)
+    return marks
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_range_planned_at_its_start_leaves_the_marks_of_one_planned_before(
+    tmp_path, monkeypatch, batch_size_env, fail
+):
+    marks = []
+    for above in (None, len(PARTITIONS) - 1):
+        home = dagster_home(tmp_path / f"home_{above}")
+        if above is not None:
+            settings = home / "dagster.yaml"
+            storage_class = "  class: BatchedSqliteEventLogStorage\n"
+            settings.write_text(
+                settings.read_text().replace(
+                    storage_class,
+                    f"{storage_class}  config:\n    planned_rows_at_start_above: {above}\n",
+                )
+            )
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        with DagsterInstance.from_config(str(home)) as instance:
+            storage = instance.event_log_storage
+            assert storage._planned_rows_at_start_above == (above or PLANNED_ROWS_AT_START_ABOVE)
+            assert _range_run(instance, fail, _checked_assets(fail)) is not fail
+            marks.append(_partition_marks(instance))
+    assert marks[0] == marks[1]
+    assert marks[1]["upstream"][2] == PARTITIONS  # every partition planned
+    assert marks[1]["upstream"][0 if not fail else 1] == PARTITIONS  # done, or failed
