@@ -323,10 +323,10 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     def _write_planned_rows(
         self, assets: list[EventLogEntry], checks: list[tuple[EventLogEntry, int]]
     ) -> None:
-        """The rows Dagster writes for each planned partition, a few thousand per index
-        transaction: between them the run's own writes to the index get their turn (a step's
-        claim of its pool's slot waited 1.9 s for one transaction of 50,000 partitions' rows).
-        Rows of an interrupted run stay as far as they were written."""
+        """The rows Dagster writes for each planned partition, PLANNED_ROWS_PER_TRANSACTION per
+        index transaction: between them the run's own writes get their turn (a step's claim of
+        its pool's slot waited 1.9 s for one transaction of 50,000 partitions' rows). Rows of
+        an interrupted run stay as far as they were written."""
         batch = _ExpandedBatch(self, assets, planned_at_start=lambda subset: False)
         indexed = batch.indexed_positions()
         for first in range(0, len(indexed), PLANNED_ROWS_PER_TRANSACTION):
