@@ -34,7 +34,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as db
@@ -248,7 +248,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     def _store_asset_check_evaluation_planned(
         self, event: EventLogEntry, event_id: int | None
     ) -> None:
-        if self._planned_at_start(event.get_dagster_event().event_specific_data.partitions_subset):
+        if self._planned_at_start(_check_subset(event)):
             return  # written as the run starts (_start_planned_rows)
         with self.index_connection() as conn:
             _insert_rows(conn, AssetCheckExecutionsTable, self._check_planned_rows(event, event_id))
@@ -311,13 +311,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         checks = [(deserialize_value(row.event, EventLogEntry), row.id) for row in rows]
         return (
             [event for event in assets if self._planned_at_start(_planned_subset(event))],
-            [
-                (event, event_id)
-                for event, event_id in checks
-                if self._planned_at_start(
-                    event.get_dagster_event().event_specific_data.partitions_subset
-                )
-            ],
+            [(event, id_) for event, id_ in checks if self._planned_at_start(_check_subset(event))],
         )
 
     def _write_planned_rows(
@@ -328,21 +322,13 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         its pool's slot waited 1.9 s for one transaction of 50,000 partitions' rows). Rows of
         an interrupted run stay as far as they were written."""
         batch = _ExpandedBatch(self, assets, planned_at_start=lambda subset: False)
-        indexed = batch.indexed_positions()
-        for first in range(0, len(indexed), PLANNED_ROWS_PER_TRANSACTION):
+        for positions in _in_turns(batch.indexed_positions()):
             with self.index_transaction() as conn:
-                self._index_rows(conn, batch, indexed[first : first + PLANNED_ROWS_PER_TRANSACTION])
-            _let_others_write()
+                self._index_rows(conn, batch, positions)
         for event, event_id in checks:
-            rows = self._check_planned_rows(event, event_id)
-            for first in range(0, len(rows), PLANNED_ROWS_PER_TRANSACTION):
+            for rows in _in_turns(self._check_planned_rows(event, event_id)):
                 with self.index_connection() as conn:
-                    _insert_rows(
-                        conn,
-                        AssetCheckExecutionsTable,
-                        rows[first : first + PLANNED_ROWS_PER_TRANSACTION],
-                    )
-                _let_others_write()
+                    _insert_rows(conn, AssetCheckExecutionsTable, rows)
 
     def _wait_for_planned_rows(self, events: Sequence[EventLogEntry]) -> None:
         """Before a step's outcomes or the run's end, the run's planned rows: a materialization
@@ -358,9 +344,12 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                     writer.wait()
 
 
-def _let_others_write() -> None:
-    # The storage's lock is free now; a thread waiting for it takes it while this one sleeps.
-    time.sleep(0.001)
+def _in_turns(items: list) -> Iterator[list]:
+    """`items` in slices of PLANNED_ROWS_PER_TRANSACTION, a pause after each: the storage's lock
+    is free then, and a thread waiting for it takes it while this one sleeps."""
+    for first in range(0, len(items), PLANNED_ROWS_PER_TRANSACTION):
+        yield items[first : first + PLANNED_ROWS_PER_TRANSACTION]
+        time.sleep(0.001)
 
 
 class _PlannedRowsWriter(threading.Thread):
@@ -454,17 +443,16 @@ def _planned_subset(event: EventLogEntry) -> PartitionsSubset | None:
     return dagster_event.asset_materialization_planned_data.partitions_subset
 
 
-def _planned_partitions(event: EventLogEntry) -> list[str] | None:
-    """The partition keys of a planned event that names a subset of partitions; else None."""
-    subset = _planned_subset(event)
-    return list(subset.get_partition_keys()) if subset is not None else None
+def _check_subset(event: EventLogEntry) -> PartitionsSubset | None:
+    """The partitions subset a planned check evaluation names, if any."""
+    return event.get_dagster_event().event_specific_data.partitions_subset
 
 
 def _per_partition(event: EventLogEntry) -> list[EventLogEntry]:
-    partitions = _planned_partitions(event)
-    if partitions is None:
+    subset = _planned_subset(event)
+    if subset is None:
         return [event]
-    return [_with_partition(event, partition) for partition in partitions]
+    return [_with_partition(event, partition) for partition in subset.get_partition_keys()]
 
 
 def _with_partition(event: EventLogEntry, partition: str) -> EventLogEntry:

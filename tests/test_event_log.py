@@ -34,6 +34,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 from dagster._serdes import serialize_value
 
+from resources import event_log
 from resources.event_log import (
     EVENT_BATCH_SIZE,
     PLANNED_ROWS_AT_START_ABOVE,
@@ -224,6 +225,8 @@ def _run_start(run_id: str) -> EventLogEntry:
 def test_a_long_planned_range_gets_its_partitions_rows_as_its_run_starts(
     tmp_path, batch_size_env, monkeypatch
 ):
+    # Rows in transactions of 3, so that the 8 planned and 4 check rows take several.
+    monkeypatch.setattr(event_log, "PLANNED_ROWS_PER_TRANSACTION", 3)
     # The rows written slower than the step's events come: those still follow them.
     write = BatchedSqliteEventLogStorage._write_planned_rows
     monkeypatch.setattr(
