@@ -54,12 +54,6 @@ CLUSTER_DEFAULTS = {
 # user's own spark.driver.extraJavaOptions (spark_config, spark-defaults.conf) are kept.
 DRIVER_DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 EXIT_ON_OUT_OF_MEMORY = "-XX:+ExitOnOutOfMemoryError"
-# The driver JVM compiles hot code with the quick (C1) compiler only: a run's JVM lives
-# seconds to minutes, and the optimising compiler's work (C2) did not pay back within it. In
-# local mode the executors share that JVM. Measured end to end (`bench.end_to_end`, two
-# alternated rounds, this 2-core machine): a 2.34M-tick day 11.0-11.8 s -> 9.3-9.9 s, the
-# 5-day range 31.8-32.0 s -> 28.3-30.0 s.
-QUICK_COMPILATION = "-XX:TieredStopAtLevel=1"
 # The driver's log4j2 settings (warnings and errors, minus start-up noise), unless the user's
 # Java options name their own.
 DRIVER_LOGGING = Path(__file__).with_name("log4j2.properties")
@@ -231,10 +225,7 @@ class SparkSessionResource(PySparkResource):
         java_options = {
             DRIVER_DEFAULT_JAVA_OPTIONS: with_class_archive(
                 with_quiet_logging(
-                    with_quick_compilation(
-                        with_exit_on_out_of_memory(user.get(DRIVER_DEFAULT_JAVA_OPTIONS, "")),
-                        extra_java_options,
-                    ),
+                    with_exit_on_out_of_memory(user.get(DRIVER_DEFAULT_JAVA_OPTIONS, "")),
                     extra_java_options,
                 ),
                 extra_java_options,
@@ -268,14 +259,6 @@ def with_exit_on_out_of_memory(java_options: str) -> str:
     if "OnOutOfMemoryError" in java_options:  # Exit..., Crash..., or -XX:OnOutOfMemoryError=cmd
         return java_options
     return f"{EXIT_ON_OUT_OF_MEMORY} {java_options}".strip()
-
-
-def with_quick_compilation(java_options: str, extra_java_options: str) -> str:
-    """`java_options` with the JIT stopping at its quick compiler, unless either option set
-    decides tiered compilation already."""
-    if "Tiered" in f"{java_options} {extra_java_options}":  # -XX:TieredStopAtLevel, -XX:-Tiered...
-        return java_options
-    return f"{java_options} {QUICK_COMPILATION}".strip()
 
 
 def with_quiet_logging(java_options: str, extra_java_options: str) -> str:

@@ -1,5 +1,5 @@
 """What a session is asked for: memory by kind of master, a driver that dies on OutOfMemoryError,
-compiles with the quick JIT only, and maps its classes from an archive."""
+its classes mapped from an archive; a session's process that skips Python's final collections."""
 
 import json
 import subprocess
@@ -11,7 +11,6 @@ from resources.spark import (
     DRIVER_LOGGING,
     EXIT_ON_OUT_OF_MEMORY,
     LOCAL_DEFAULTS,
-    QUICK_COMPILATION,
     QUIET_CLASS_SHARING,
     SparkSessionResource,
     connect_server_command,
@@ -64,44 +63,29 @@ def test_memory_comes_from_the_environment():
 
 def test_the_driver_exits_on_out_of_memory_and_a_users_java_options_are_kept():
     plain = settings(master="spark://h:7077")
-    assert plain[DEFAULT_JAVA_OPTIONS].split() == [
-        EXIT_ON_OUT_OF_MEMORY,
-        QUICK_COMPILATION,
-        QUIET_LOGGING,
-    ]
+    assert plain[DEFAULT_JAVA_OPTIONS].split() == [EXIT_ON_OUT_OF_MEMORY, QUIET_LOGGING]
     assert EXTRA_JAVA_OPTIONS not in plain
 
     users = settings(
         spark_config={EXTRA_JAVA_OPTIONS: "-Dmine=1", DEFAULT_JAVA_OPTIONS: "-Dadmin=1"}
     )
     assert users[EXTRA_JAVA_OPTIONS] == "-Dmine=1"
-    assert users[DEFAULT_JAVA_OPTIONS] == (
-        f"{EXIT_ON_OUT_OF_MEMORY} -Dadmin=1 {QUICK_COMPILATION} {QUIET_LOGGING}"
-    )
+    assert users[DEFAULT_JAVA_OPTIONS] == f"{EXIT_ON_OUT_OF_MEMORY} -Dadmin=1 {QUIET_LOGGING}"
 
     # A user who already chose what an OutOfMemoryError does keeps that choice.
     crash = settings(spark_config={DEFAULT_JAVA_OPTIONS: "-XX:+CrashOnOutOfMemoryError"})
-    assert crash[DEFAULT_JAVA_OPTIONS] == (
-        f"-XX:+CrashOnOutOfMemoryError {QUICK_COMPILATION} {QUIET_LOGGING}"
-    )
+    assert crash[DEFAULT_JAVA_OPTIONS] == f"-XX:+CrashOnOutOfMemoryError {QUIET_LOGGING}"
     # So does one with a logging configuration of their own.
     logging = settings(spark_config={EXTRA_JAVA_OPTIONS: "-Dlog4j2.configurationFile=x.xml"})
-    assert logging[DEFAULT_JAVA_OPTIONS] == f"{EXIT_ON_OUT_OF_MEMORY} {QUICK_COMPILATION}"
-    # And one who decides how the JIT compiles, in either option set.
-    for key, options in [
-        (EXTRA_JAVA_OPTIONS, "-XX:TieredStopAtLevel=4"),
-        (DEFAULT_JAVA_OPTIONS, "-XX:-TieredCompilation"),
-    ]:
-        own = settings(spark_config={key: options})
-        assert QUICK_COMPILATION not in own[DEFAULT_JAVA_OPTIONS].split()
+    assert logging[DEFAULT_JAVA_OPTIONS] == EXIT_ON_OUT_OF_MEMORY
 
 
-def test_the_running_driver_jvm_has_the_driver_java_options(spark):
+def test_the_running_driver_jvm_has_the_exit_on_out_of_memory_flag(spark):
     jvm = spark.sparkContext._jvm
     arguments = list(
         jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
     )
-    assert EXIT_ON_OUT_OF_MEMORY in arguments and QUICK_COMPILATION in arguments
+    assert EXIT_ON_OUT_OF_MEMORY in arguments
     assert QUIET_LOGGING in arguments and DRIVER_LOGGING.is_file()
 
 
@@ -128,8 +112,7 @@ def test_the_driver_maps_its_classes_from_an_archive_when_there_is_one(tmp_path)
     archive.write_bytes(b"archive")
     shared = settings(class_archive=str(archive))[DEFAULT_JAVA_OPTIONS]
     assert shared == (
-        f"{EXIT_ON_OUT_OF_MEMORY} {QUICK_COMPILATION} {QUIET_LOGGING} "
-        f"-XX:SharedArchiveFile={archive} "
+        f"{EXIT_ON_OUT_OF_MEMORY} {QUIET_LOGGING} -XX:SharedArchiveFile={archive} "
         f"{QUIET_CLASS_SHARING}"
     )
     # A user who decides class sharing themselves keeps that decision.
