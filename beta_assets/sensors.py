@@ -35,7 +35,12 @@ from dagster._core.storage.tags import (
 )
 from deltalake import DeltaTable
 
-from beta_assets.assets.silver import CHANGED_FIRST_TAG, CHANGED_LAST_TAG, SILVER_VERSION_SEEN_TAG
+from beta_assets.assets.silver import (
+    CHANGED_FIRST_TAG,
+    CHANGED_LAST_TAG,
+    SENSOR_TRIGGER_TAG,
+    SILVER_VERSION_SEEN_TAG,
+)
 from beta_assets.config import BetaMetricsConfig
 from beta_assets.partitions import (
     floor_hour,
@@ -395,7 +400,7 @@ def _run_requests(
                 ASSET_PARTITION_RANGE_START_TAG: keys[0],
                 ASSET_PARTITION_RANGE_END_TAG: keys[-1],
                 SILVER_VERSION_SEEN_TAG: str(changes.to_version),
-                "tickbeta/trigger": _trigger(changes, owed),
+                SENSOR_TRIGGER_TAG: _trigger(changes, owed),
                 "tickbeta/late_ticks": _late_ticks_tag(changes),
                 **({} if owed else _changed_span_tags(changes)),
             },

@@ -4,6 +4,7 @@ import base64
 import io
 import re
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
@@ -24,6 +25,7 @@ from beta_assets.assets.reporting import (
     top_symbols,
 )
 from beta_assets.assets.returns import ticker_tick_counts
+from beta_assets.assets.silver import SENSOR_TRIGGER_TAG
 from beta_assets.band import BUCKET_SCHEMA
 from beta_assets.partitions import hour_of_key, partition_key
 from beta_assets.settings import SYMBOL
@@ -191,10 +193,11 @@ def test_metadata_for_a_partition_the_run_does_not_target_is_refused():
 
 
 class _ContextOfHours(_ContextWithoutAccumulator):
-    def __init__(self, hours: int):
+    def __init__(self, hours: int, tags: dict[str, str] | None = None):
         super().__init__()
         first = datetime(2026, 1, 5, tzinfo=timezone.utc)
         self.partition_keys = [partition_key(first + timedelta(hours=h)) for h in range(hours)]
+        self.run = SimpleNamespace(tags=tags or {})
 
 
 def test_a_runs_plot_is_on_every_partition_up_to_two_days_then_on_the_newest():
@@ -205,3 +208,11 @@ def test_a_runs_plot_is_on_every_partition_up_to_two_days_then_on_the_newest():
     long = _ContextOfHours(PLOT_ON_EVERY_PARTITION_UP_TO + 1)
     assert run_plot_metadata(long, plot) == {}
     assert long.added == [(long.partition_keys[-1], {"plot": plot})]
+
+
+def test_a_sensors_run_has_its_plot_on_its_newest_partition_only():
+    """A live feed's run a minute would otherwise store its plot once per partition."""
+    plot = MetadataValue.md("a plot")
+    minute = _ContextOfHours(9, tags={SENSOR_TRIGGER_TAG: "append"})
+    assert run_plot_metadata(minute, plot) == {}
+    assert minute.added == [(minute.partition_keys[-1], {"plot": plot})]

@@ -17,6 +17,7 @@ from dagster._core.execution.context.metadata_logging import (
     OutputMetadataAccumulator,
 )
 
+from beta_assets.assets.silver import SENSOR_TRIGGER_TAG
 from beta_assets.band import epoch_micros
 from beta_assets.partitions import hourly_partitions, partition_key
 from beta_assets.settings import PARTITION_SPAN_MICROS
@@ -25,8 +26,10 @@ from beta_assets.storage import SilverRead, WrittenHours, micros_to_utc
 PREVIEW_ROWS = 20
 PLOT_SYMBOLS = 5
 # Dagster copies a run's metadata into each of its partitions' events: the plot (25-50 kB)
-# goes on every partition of runs up to two days (every sensor run, by default), on the newest
-# one only beyond (a 3,296-partition run's plot is 50 kB: 165 MB of event log otherwise).
+# goes on every partition of runs by hand up to two days, on the newest one only beyond (a
+# 3,296-partition run's plot is 50 kB: 165 MB of event log otherwise) and on a sensor's runs:
+# a live feed's run a minute over 9 partitions added 1.25-1.38 MB to the instance's history,
+# most of it copies of its plot (1.8 GB a day).
 PLOT_ON_EVERY_PARTITION_UP_TO = 48
 _PLOT_SIZE_INCHES = (8, 5)
 _PLOT_DPI = 80  # 640 x 400 pixels, readable in the UI
@@ -211,10 +214,12 @@ def _cell(value: object) -> str:
 
 
 def run_plot_metadata(context: AssetExecutionContext, plot: MetadataValue) -> dict:
-    """The run's plot as metadata of its result (every partition's event), or, on a run of
-    more than `PLOT_ON_EVERY_PARTITION_UP_TO` partitions, of its newest partition only."""
+    """The run's plot as metadata of its result (every partition's event), or, on a sensor's
+    run or one of more than `PLOT_ON_EVERY_PARTITION_UP_TO` partitions, of its newest partition
+    only."""
     keys = context.partition_keys
-    if len(keys) <= PLOT_ON_EVERY_PARTITION_UP_TO:
+    by_sensor = SENSOR_TRIGGER_TAG in context.run.tags
+    if len(keys) <= PLOT_ON_EVERY_PARTITION_UP_TO and not by_sensor:
         return {"plot": plot}
     add_metadata_per_partition(context, {keys[-1]: {"plot": plot}})
     return {}

@@ -22,6 +22,8 @@ from resources.lake import DeltaLake
 # the newest silver when it starts (a re-execution of an old run too), so no run computes from
 # a version older than what the lake already holds.
 SILVER_VERSION_SEEN_TAG = "tickbeta/silver_version_seen"
+# Set by the sensor on every run it requests: why (an append, a full recompute, hours owed).
+SENSOR_TRIGGER_TAG = "tickbeta/trigger"
 # The version a run actually read, added to every run so the Runs page finds it by version.
 SILVER_VERSION_READ_TAG = "tickbeta/silver_version_read"
 
