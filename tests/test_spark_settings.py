@@ -150,9 +150,10 @@ class Cyclic:
     def __del__(self):
         print("collected at exit", flush=True)
 
+atexit.register(print, "earlier handler ran")  # after the hook's freeze (exit handlers: LIFO)
 if sys.argv[1] == "skip":
     skip_final_collections_at_exit()
-atexit.register(print, "exit handlers ran")  # runs before the freeze: registered after it
+atexit.register(print, "later handler ran")
 garbage = Cyclic()
 garbage.itself = garbage
 del garbage
@@ -169,5 +170,6 @@ def test_a_session_process_exits_without_the_final_collections():
         ).stdout.split("\n")
         for mode in ("skip", "collect")
     }
-    assert outputs["collect"][:3] == ["run done", "exit handlers ran", "collected at exit"]
-    assert outputs["skip"][:3] == ["run done", "exit handlers ran", ""]
+    handlers = ["run done", "later handler ran", "earlier handler ran"]
+    assert outputs["collect"][:4] == [*handlers, "collected at exit"]
+    assert outputs["skip"][:4] == [*handlers, ""]
