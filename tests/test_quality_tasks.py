@@ -2,22 +2,25 @@
 the same counts and kept rows as Spark's typing, and Spark's path wherever a row must be
 quarantined with Spark's text."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from beta_assets.assets.returns import FILE_TASKS_PATH, SPARK_TYPING_PATH
+from beta_assets.band import epoch_us
 from beta_assets.metrics import (
     QUALITY_KEYS,
     QUARANTINE_REASON,
     MetricSettings,
+    latest_event_micros_per_side,
     quality_counts_with_kept_rows,
     typed_ticks,
 )
 from beta_assets.quality_tasks import (
     QUALITY_GROUPS_SCHEMA,
+    latest_micros_from_files,
     needs_spark_typing,
     quality_groups_from_files,
 )
@@ -31,7 +34,7 @@ from beta_assets.settings import (
     SPY_RETURNS_TABLE,
     SYMBOL,
 )
-from beta_assets.storage import files_for_local_tasks, read_silver
+from beta_assets.storage import files_for_local_tasks, latest_micros_per_side, read_silver
 from resources.lake import DeltaLake
 from tests import datasets
 from tests.pipeline import covering_keys, materialized_metadata, run_range, write_silver
@@ -105,3 +108,34 @@ def test_spy_returns_counts_by_file_tasks_on_clean_silver_by_spark_on_bad(lake_r
     write_silver(dirty_lake, dirty(clean))
     result = run_range(dirty_lake, *covering_keys(clean), max_bad_share=0.2)
     assert quality_path(result) == SPARK_TYPING_PATH
+
+
+def test_file_tasks_find_each_sides_latest_tick_as_spark_does(spark, lake_root):
+    """Silver's high-water marks from the file tasks: a ticker tick of unusable price moves its
+    side, a loosely spelled market symbol is the market's, a blank symbol or a missing event
+    time moves nothing; equal to Spark's typing and to the planted ticks."""
+    ticks = dirty(datasets.simulated(symbols=3, interval=90.0, seed=85))
+    latest = pc.max(ticks.column(EVENT_TIME)).as_py()
+    seconds = [timedelta(seconds=n) for n in (30, 45, 60, 75)]
+    after = datasets.ticks(
+        [
+            ("T002", float("nan"), 0.1, latest + seconds[0]),
+            (" spy", 10.0, 0.1, latest + seconds[1]),
+            ("\t", 10.0, 0.1, latest + seconds[2]),
+            (None, 10.0, 0.1, latest + seconds[3]),
+            ("T001", 10.0, 0.1, None),
+        ]
+    )
+    write_silver(lake_root, ticks)
+    write_silver(lake_root, after)
+    lake = DeltaLake(root=lake_root)
+    snapshot = lake.open(SILVER_TABLE)
+    silver = read_silver(spark, lake, snapshot, datasets.at(0), latest + timedelta(hours=1))
+    read = files_for_local_tasks(spark, lake, snapshot, silver.files)
+    assert not needs_spark_typing(latest_micros_from_files(spark, read, "SPY", 2).toArrow())
+
+    by_files = latest_micros_per_side(spark, lake, snapshot, silver, "SPY")
+    by_spark = latest_event_micros_per_side(typed_ticks(silver.frame), "SPY").collect()
+    assert by_files == {row["is_market"]: row["latest_micros"] for row in by_spark}
+    planted = {True: latest + seconds[1], False: latest + seconds[0]}
+    assert by_files == {side: epoch_us(moment) for side, moment in planted.items()}
