@@ -232,10 +232,11 @@ def _latest_per_side(rows: pa.Table, market_symbol: str) -> pa.RecordBatch:
     price), its latest event time in epoch microseconds, typed as `metrics.typed_ticks`."""
     blank, market, _, timeless, micros = _symbols_and_times(rows, market_symbol)
     moving = ~blank & ~timeless
-    sides = [side for side in (True, False) if np.any(moving & (market == side))]
-    latest = [int(micros[moving & (market == side)].max()) for side in sides]
+    per_side = {side: micros[moving & (market == side)] for side in (True, False)}
+    latest = {side: int(times.max()) for side, times in per_side.items() if times.size}
     return pa.RecordBatch.from_pydict(
-        {"is_market": sides, "latest_micros": latest}, schema=LATEST_PER_SIDE_SCHEMA
+        {"is_market": list(latest), "latest_micros": list(latest.values())},
+        schema=LATEST_PER_SIDE_SCHEMA,
     )
 
 

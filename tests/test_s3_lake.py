@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
+from beta_assets.assets.silver import SENSOR_TRIGGER_TAG
 from beta_assets.resources import lake_from_environment
 from beta_assets.settings import (
     GOLD_TABLE,
@@ -183,7 +184,7 @@ def test_the_sensor_reads_silver_versions_from_s3(s3):
     result = driver.evaluate()
     # What each commit changed comes from its log entry on S3 (unreadable entries would mean a
     # full recompute): ticks in [11:02, 16:58] change the windows starting in (08:02, 17:58].
-    assert result.run_requests[0].tags["tickbeta/trigger"] == "append"
+    assert result.run_requests[0].tags[SENSOR_TRIGGER_TAG] == "append"
     assert requested_ranges(result) == [("2026-01-05-08:00", "2026-01-05-17:00")]
     # Late ticks are counted from the added files, read from S3 through delta-rs.
     assert result.run_requests[0].tags["tickbeta/late_ticks"] == "1"

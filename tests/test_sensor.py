@@ -10,6 +10,7 @@ from dagster import AssetKey, DagsterRun, DagsterRunStatus
 from dagster._core.utils import make_new_run_id
 from deltalake import DeltaTable
 
+from beta_assets.assets.silver import SENSOR_TRIGGER_TAG
 from beta_assets.definitions import beta_pipeline
 from beta_assets.sensors import SilverCursor
 from beta_assets.settings import GOLD_TABLE, SILVER_TABLE
@@ -92,7 +93,7 @@ def test_restore_recomputes_everything(driver, lake_root, day):
     result = driver.evaluate()
     # Everything silver held (until 21:00) is recomputed, not only what version 0 holds.
     assert requested_ranges(result) == [("2026-01-05-12:00", "2026-01-05-20:00")]
-    assert result.run_requests[0].tags["tickbeta/trigger"] == "full_recompute"
+    assert result.run_requests[0].tags[SENSOR_TRIGGER_TAG] == "full_recompute"
 
 
 def test_recreated_table_recomputes_everything(driver, lake_root, day):
